@@ -1,0 +1,103 @@
+// The one place where pidfd-reap builds error objects. System errors look like
+// Node's own fs errors (code, negative errno, syscall, uv-style message);
+// argument errors carry Node's ERR_* codes.
+import { getSystemErrorMap, inspect } from 'node:util'
+
+export interface SystemError extends Error {
+  /** Negative errno, as in Node (-16 for EBUSY). */
+  errno: number
+  /** 'EBUSY', 'EPERM', ... or one of pidfd-reap's ERR_* codes. */
+  code: string
+  syscall: string
+}
+
+export type ArgumentError = (TypeError | RangeError) & { code: string }
+
+export const ERR_PIDFD_CLOSED = 'ERR_PIDFD_CLOSED'
+export const ERR_PIDFD_REAP_UNAVAILABLE = 'ERR_PIDFD_REAP_UNAVAILABLE'
+export const ERR_PIDFD_REAP_UNSUPPORTED_PLATFORM = 'ERR_PIDFD_REAP_UNSUPPORTED_PLATFORM'
+
+// Linux errno values; libuv uses the same numbers negated on Linux.
+export const errno = {
+  EPERM: 1,
+  ESRCH: 3,
+  EINTR: 4,
+  EBADF: 9,
+  EAGAIN: 11,
+  EBUSY: 16,
+  EINVAL: 22,
+  ENOSYS: 38,
+} as const
+
+const systemErrors = getSystemErrorMap()
+
+function withCode<E extends Error, F extends object>(error: E, fields: F): E & F {
+  return Object.assign(error, fields)
+}
+
+/** Error for a failed syscall; `negativeErrno` is what the binding returned. */
+export function systemError(negativeErrno: number, syscall: string): SystemError {
+  const [code, description] = systemErrors.get(negativeErrno) ?? [
+    `E${-negativeErrno}`,
+    `unknown system error ${-negativeErrno}`,
+  ]
+  return withCode(new Error(`${code}: ${description}, ${syscall}`), {
+    errno: negativeErrno,
+    code,
+    syscall,
+  })
+}
+
+/** try_reap_dying_process was not confirmed by the kernel, so it is never called. */
+export function reapUnavailableError(reason: string): SystemError {
+  return withCode(
+    new Error(`try_reap_dying_process is not available: ${reason}`),
+    { errno: -errno.ENOSYS, code: ERR_PIDFD_REAP_UNAVAILABLE, syscall: 'try_reap_dying_process' },
+  )
+}
+
+export function closedError(): Error & { code: string } {
+  return withCode(new Error('The pidfd is closed'), { code: ERR_PIDFD_CLOSED })
+}
+
+export function unsupportedPlatformError(platform: string): Error & { code: string } {
+  return withCode(
+    new Error(`pidfd-reap needs Linux (pidfds are a Linux feature); this platform is ${platform}`),
+    { code: ERR_PIDFD_REAP_UNSUPPORTED_PLATFORM },
+  )
+}
+
+// Mirrors the "Received ..." suffix of Node's own argument errors.
+function describeReceived(value: unknown): string {
+  if (value === null || value === undefined) return `Received ${String(value)}`
+  if (typeof value === 'function') return `Received function ${value.name || '<anonymous>'}`
+  if (typeof value === 'object') {
+    const name = (value as object).constructor?.name
+    return name ? `Received an instance of ${name}` : `Received ${inspect(value, { depth: -1 })}`
+  }
+  let shown = inspect(value, { colors: false })
+  if (shown.length > 28) shown = `${shown.slice(0, 25)}...`
+  return `Received type ${typeof value} (${shown})`
+}
+
+export function invalidArgType(name: string, expected: string, value: unknown): ArgumentError {
+  return withCode(
+    new TypeError(`The "${name}" argument must be ${expected}. ${describeReceived(value)}`),
+    { code: 'ERR_INVALID_ARG_TYPE' },
+  )
+}
+
+export function outOfRange(name: string, range: string, value: unknown): ArgumentError {
+  const shown = typeof value === 'bigint' ? `${value}n` : String(value)
+  return withCode(
+    new RangeError(`The value of "${name}" is out of range. It must be ${range}. Received ${shown}`),
+    { code: 'ERR_OUT_OF_RANGE' },
+  )
+}
+
+export function invalidArgValue(name: string, value: unknown, reason = 'is invalid'): ArgumentError {
+  return withCode(
+    new TypeError(`The argument '${name}' ${reason}. Received ${inspect(value)}`),
+    { code: 'ERR_INVALID_ARG_VALUE' },
+  )
+}

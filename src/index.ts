@@ -1,0 +1,35 @@
+// pidfd-reap: kill a Linux process through a pidfd and reap its memory at once.
+export { Pidfd } from './pidfd'
+export {
+  Reaper,
+  killAndReap,
+  DEFAULT_CHUNK_BYTES,
+  type KillAndReapOptions,
+  type Mechanism,
+  type ReapProgress,
+  type ReapReport,
+  type StopReason,
+} from './reaper'
+export {
+  constants,
+  features,
+  reapDyingFeature,
+  reapDyingStats,
+  pidfdOpen,
+  pidfdSendSignal,
+  tryReapDyingProcess,
+  tryReapDyingProcessAsync,
+  processMrelease,
+  processMreleaseAsync,
+  readRssBytes,
+  type Features,
+  type ReapDyingFeature,
+  type ReapDyingStats,
+} from './syscalls'
+export { parseSize, parseDuration, formatBytes, formatDuration } from './units'
+export {
+  ERR_PIDFD_CLOSED,
+  ERR_PIDFD_REAP_UNAVAILABLE,
+  ERR_PIDFD_REAP_UNSUPPORTED_PLATFORM,
+  type SystemError,
+} from './errors'

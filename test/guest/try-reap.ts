@@ -1,0 +1,143 @@
+// The real try_reap_dying_process path, inside the QEMU guest booted with the
+// patched kernel (scripts/vm -- npm run test:guest). Skips cleanly elsewhere.
+//
+// A killed victim normally exits at once, taking its memory with it. To reap
+// it while it is still there, it is starved: pinned to CPU 1 next to a
+// SCHED_FIFO busy loop (RT throttling off), while this test runs on CPU 0.
+import t, { type Test } from 'tap'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { createInterface } from 'node:readline'
+import * as api from '../../src/index'
+import { main as cli } from '../../src/cli'
+import { MiB, fixtures, killQuietly, startHog, type Victim } from '../fixtures/victims'
+
+const feature = api.reapDyingFeature()
+const skip = feature ? false : 'try_reap_dying_process not available: /sys/kernel/mm/reap_dying/syscall_nr missing'
+const PMD = 2 * MiB
+const RT_RUNTIME = '/proc/sys/kernel/sched_rt_runtime_us'
+
+let savedRtRuntime: string | undefined
+if (!skip) {
+  // Keep this process (all its threads, the thread pool included) on CPU 0.
+  execFileSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' })
+  savedRtRuntime = readFileSync(RT_RUNTIME, 'utf8').trim()
+  writeFileSync(RT_RUNTIME, '-1')
+  t.teardown(() => writeFileSync(RT_RUNTIME, savedRtRuntime!))
+}
+
+/** Starves CPU 1 until the returned function is called. */
+async function starveCpu1(t: Test): Promise<() => Promise<void>> {
+  const spinner: ChildProcess = spawn(fixtures().spin, ['1', '30'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const gone = new Promise<void>((resolve) => spinner.once('exit', () => resolve()))
+  await new Promise<void>((resolve, reject) => {
+    spinner.once('error', reject)
+    createInterface({ input: spinner.stdout! }).once('line', () => resolve())
+  })
+  const stop = async (): Promise<void> => {
+    spinner.kill('SIGKILL')
+    await gone
+  }
+  t.teardown(stop)
+  return stop
+}
+
+async function starvedVictim(t: Test, mib: number, extra: string[] = []): Promise<{ hog: Victim; release: () => Promise<void> }> {
+  const hog = await startHog(mib, ['--cpu', '1', ...extra])
+  t.teardown(() => killQuietly(hog))
+  const release = await starveCpu1(t)
+  return { hog, release }
+}
+
+const rss = (pid: number): number => api.readRssBytes(pid) ?? 0
+
+t.test('errors from the patched kernel', { skip }, async (t) => {
+  const hog = await startHog(16)
+  using pidfd = api.Pidfd.open(hog.pid)
+  t.throws(() => pidfd.tryReap(4096), { code: 'EPERM', errno: -1, syscall: 'try_reap_dying_process' }, 'not dying')
+  t.throws(() => pidfd.tryReap(0), { code: 'EPERM' }, 'the max_bytes = 0 probe checks too')
+  t.throws(() => pidfd.tryReap(4096, 1), { code: 'EINVAL' }, 'flags')
+  await t.rejects(pidfd.tryReapAsync(4096), { code: 'EPERM' })
+  const devNull = openSync('/dev/null', 'r')
+  t.throws(() => api.tryReapDyingProcess(devNull, 4096), { code: 'EINVAL' }, 'not a pidfd')
+  closeSync(devNull)
+  t.throws(() => api.tryReapDyingProcess(devNull, 4096), { code: 'EBADF' }, 'closed fd')
+  pidfd.sendSignal('SIGKILL')
+  await hog.gone
+  t.throws(() => pidfd.tryReap(4096), { code: 'ESRCH' }, 'gone')
+})
+
+t.test('capped calls: each within cap + 2 MiB, the sum matches the RSS drop', { skip }, async (t) => {
+  const { hog, release } = await starvedVictim(t, 256)
+  using pidfd = api.Pidfd.open(hog.pid)
+  const before = rss(hog.pid)
+  pidfd.sendSignal('SIGKILL')
+  const cap = 8 * MiB
+  let total = 0
+  let calls = 0
+  for (;;) {
+    const bytes = pidfd.tryReap(cap)
+    t.ok(bytes <= cap + PMD, `call ${calls}: ${bytes} <= cap + 2 MiB`)
+    calls++
+    if (bytes === 0) break
+    total += bytes
+  }
+  const after = rss(hog.pid)
+  t.equal(pidfd.hasExited(), false, 'still starved, not exited')
+  t.ok(total >= 250 * MiB, `reaped ${total / MiB} MiB in ${calls} calls`)
+  t.ok(Math.abs(before - after - total) <= 4 * MiB, `RSS drop ${(before - after) / MiB} MiB vs reaped ${total / MiB} MiB`)
+  t.equal(pidfd.tryReap(0), 0, 'probe')
+  t.equal(pidfd.tryReap(Infinity), 0, 'nothing left')
+  await release()
+  await pidfd.exited()
+})
+
+t.test('killAndReap takes the try_reap path', { skip }, async (t) => {
+  const { hog, release } = await starvedVictim(t, 128)
+  const statsBefore = api.reapDyingStats()!
+  const before = rss(hog.pid)
+  const report = await api.killAndReap(hog.pid, { chunkBytes: 16 * MiB })
+  t.match(report, { mechanism: 'try_reap', stopReason: 'done', exited: false })
+  t.ok(report.bytesReaped >= 120 * MiB && report.bytesReaped <= before, `${report.bytesReaped / MiB} MiB`)
+  t.ok(report.calls >= 8, `${report.calls} calls`)
+  const statsAfter = api.reapDyingStats()!
+  t.ok(statsAfter.calls >= statsBefore.calls + report.calls, 'sysfs calls counter')
+  t.ok(statsAfter.pagesReaped > statsBefore.pagesReaped, 'sysfs pages_reaped counter')
+  await release()
+})
+
+t.test('the budget stops reaping', { skip }, async (t) => {
+  const { hog, release } = await starvedVictim(t, 128)
+  const report = await api.killAndReap(hog.pid, { chunkBytes: 4 * MiB, budgetBytes: 20 * MiB })
+  t.equal(report.stopReason, 'budget')
+  t.ok(report.bytesReaped >= 20 * MiB && report.bytesReaped <= 20 * MiB + PMD, `${report.bytesReaped / MiB} MiB`)
+  await release()
+})
+
+t.test('EBUSY from a victim holding its mmap_lock is backed off', { skip }, async (t) => {
+  // The victim's second thread flips protections in a loop; starved while it
+  // holds the lock for write, the lock stays held and the reaper must back off.
+  let sawBusy = false
+  for (let attempt = 0; attempt < 5 && !sawBusy; attempt++) {
+    const { hog, release } = await starvedVictim(t, 256, ['--mprotect'])
+    const busyBefore = api.reapDyingStats()!.busy
+    const report = await api.killAndReap(hog.pid, { deadlineMs: 1500 })
+    t.equal(report.mechanism, 'try_reap')
+    if (report.busyRetries > 0) {
+      sawBusy = true
+      t.ok(['deadline', 'done'].includes(report.stopReason), report.stopReason)
+      t.ok(api.reapDyingStats()!.busy > busyBefore, 'sysfs busy counter')
+      t.ok(report.elapsedMs < 5000, 'the deadline holds')
+    }
+    await release()
+    await hog.gone
+  }
+  t.ok(sawBusy, 'EBUSY was seen and handled')
+})
+
+t.test('the CLI reports the syscall number', { skip }, async (t) => {
+  let out = ''
+  const io = { stdout: { write: (s: string) => (out += s) }, stderr: { write: () => true } }
+  t.equal(await cli(['features'], io), 0)
+  t.match(out, new RegExp(`try_reap_dying_process: syscall ${feature?.syscallNr}`))
+})

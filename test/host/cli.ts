@@ -1,0 +1,138 @@
+// The CLI: argument parsing, output and exit statuses, in-process (covered)
+// and once through the real bin shim.
+import t from 'tap'
+import { execFile } from 'node:child_process'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { describeError, main, parseCommand, summary, USAGE } from '../../src/cli'
+import { systemError, reapUnavailableError } from '../../src/errors'
+import { MiB, startHog, startSleeper, killQuietly } from '../fixtures/victims'
+
+const BIN = join(__dirname, '..', '..', 'bin', 'pidfd-reap')
+
+function fakeIo(isTTY = false) {
+  const io = { out: '', err: '', stdout: { isTTY, write: (s: string) => (io.out += s) }, stderr: { write: (s: string) => (io.err += s) } }
+  return io
+}
+
+t.test('parseCommand', async (t) => {
+  t.same(parseCommand(['kill', '123']), { command: 'kill', pid: 123, chunkBytes: undefined, budgetBytes: undefined, deadlineMs: undefined, json: false })
+  t.same(parseCommand(['kill', '9', '--chunk', '4M', '--budget', '1G', '--deadline', '500ms', '--json']), {
+    command: 'kill', pid: 9, chunkBytes: 4 * MiB, budgetBytes: 1024 * MiB, deadlineMs: 500, json: true,
+  })
+  t.same(parseCommand(['--help']), { command: 'help' })
+  t.same(parseCommand(['kill', '-h']), { command: 'help' })
+  t.same(parseCommand(['features', '--json']), { command: 'features', json: true })
+  const usage: [string[], RegExp][] = [
+    [[], /missing command/],
+    [['frobnicate'], /unknown command 'frobnicate'/],
+    [['kill'], /exactly one <pid>/],
+    [['kill', '1', '2'], /exactly one <pid>/],
+    [['kill', 'abc'], /"pid" is out of range/],
+    [['kill', '-5'], /Unknown option '-5'|exactly one/],
+    [['kill', '0'], /"pid" is out of range/],
+    [['kill', '1.5'], /out of range/],
+    [['kill', '1', '--chunk', 'lots'], /--chunk' must be like/],
+    [['kill', '1', '--budget=-1'], /--budget' must be like/],
+    [['kill', '1', '--deadline', 'soon'], /--deadline' must be like/],
+    [['kill', '1', '--nope'], /Unknown option '--nope'/],
+    [['kill', '1', '--chunk'], /argument missing/],
+    [['features', 'extra'], /unexpected argument 'extra'/],
+  ]
+  for (const [argv, message] of usage) t.throws(() => parseCommand(argv), { message }, argv.join(' '))
+})
+
+t.test('describeError: one clear sentence per errno', async (t) => {
+  const cases: [string, RegExp][] = [
+    ['EPERM', /^not permitted: process 42 is not dying or you may not signal it$/],
+    ['ESRCH', /^no such process: 42$/],
+    ['EINVAL', /^invalid argument: process 42 cannot be reaped/],
+    ['EBUSY', /^busy: /],
+    ['EAGAIN', /^busy: /],
+    ['EBADF', /^bad file descriptor/],
+    ['ENOSYS', /^not supported: .*process_mrelease/],
+  ]
+  const errnos: Record<string, number> = { EPERM: -1, ESRCH: -3, EINVAL: -22, EBUSY: -16, EAGAIN: -11, EBADF: -9, ENOSYS: -38 }
+  for (const [code, message] of cases) t.match(describeError(systemError(errnos[code], 'x'), 42), message, code)
+  t.match(describeError(reapUnavailableError('missing'), 42), /^not supported/)
+  t.equal(describeError(new Error('something else'), 42), 'something else')
+})
+
+t.test('help, usage errors and features', async (t) => {
+  let io = fakeIo()
+  t.equal(await main(['--help'], io), 0)
+  t.equal(io.out, USAGE)
+  io = fakeIo()
+  t.equal(await main(['kill'], io), 2)
+  t.match(io.err, /^pidfd-reap: kill takes exactly one <pid>\n\nUsage:/)
+  io = fakeIo()
+  t.equal(await main(['features'], io), 0)
+  t.equal(io.out, 'try_reap_dying_process: not available\nprocess_mrelease: available\n')
+  io = fakeIo()
+  t.equal(await main(['features', '--json'], io), 0)
+  t.same(JSON.parse(io.out), { tryReap: null, processMrelease: true })
+})
+
+t.test('features on a patched kernel without process_mrelease', async (t) => {
+  // The host kernel is not patched; the guest suite checks the real output.
+  const cli = t.mockRequire<typeof import('../../src/cli')>('../../src/cli', {
+    '../../src/syscalls': { ...require('../../src/syscalls'), features: () => ({ tryReap: { syscallNr: 463 }, processMrelease: false }) },
+  })
+  const io = fakeIo()
+  t.equal(await cli.main(['features'], io), 0)
+  t.equal(io.out, 'try_reap_dying_process: syscall 463\nprocess_mrelease: not available\n')
+})
+
+t.test('kill: plain lines, live TTY line and JSON', async (t) => {
+  for (const mode of ['plain', 'tty', 'json'] as const) {
+    const hog = await startHog(64)
+    const io = fakeIo(mode === 'tty')
+    const status = await main(['kill', String(hog.pid), ...(mode === 'json' ? ['--json'] : [])], io)
+    t.equal(status, 0, mode)
+    t.equal(io.err, '')
+    if (mode === 'json') {
+      const report = JSON.parse(io.out)
+      t.match(report, { pid: hog.pid, mechanism: 'process_mrelease' })
+      t.ok(['done', 'exited'].includes(report.stopReason))
+    } else {
+      t.match(io.out, new RegExp(`killed ${hog.pid}: reaped .* using process_mrelease; (nothing left to reap|the process exited)\\n$`))
+      if (mode === 'tty') t.match(io.out, /^\r\x1b\[K/, 'rewrites the line in place')
+      else t.notMatch(io.out, /\r/)
+    }
+    await hog.gone
+  }
+})
+
+t.test('kill: errors exit 1 with a clear message', async (t) => {
+  const sleeper = startSleeper()
+  await killQuietly(sleeper)
+  let io = fakeIo(true)
+  t.equal(await main(['kill', String(sleeper.pid)], io), 1)
+  t.equal(io.err, `pidfd-reap: no such process: ${sleeper.pid}\n`)
+  io = fakeIo(false)
+  t.equal(await main(['kill', String(sleeper.pid)], io), 1)
+  t.equal(io.out, '')
+})
+
+t.test('summary wording', async (t) => {
+  const base = { pid: 7, mechanism: 'try_reap' as const, bytesReaped: 3 * MiB, calls: 2, busyRetries: 1, elapsedMs: 12, exited: false }
+  t.equal(summary({ ...base, stopReason: 'budget' }), 'killed 7: reaped 3.0 MiB from 7 in 2 calls, 1 busy, 12 ms using try_reap; budget reached')
+  t.match(summary({ ...base, mechanism: 'none', stopReason: 'refused', refusal: { code: 'EPERM', errno: -1, message: 'EPERM: operation not permitted, try_reap_dying_process' } }), /the kernel refused to reap \(EPERM: operation not permitted/)
+})
+
+t.test('the bin shim, for real, including EPERM as an unprivileged user', async (t) => {
+  const run = promisify(execFile)
+  const help = await run(BIN, ['--help'])
+  t.equal(help.stdout, USAGE)
+  await t.rejects(run(BIN, ['kill', 'nope']), { code: 2 })
+  const sleeper = startSleeper()
+  t.teardown(() => killQuietly(sleeper))
+  // env -i: without tap's coverage hooks, which would write to .tap/ as nobody.
+  const denied = await run('env', ['-i', process.execPath, BIN, 'kill', String(sleeper.pid)], { uid: 65534, gid: 65534 }).catch((e) => e)
+  t.equal(denied.code, 1)
+  t.equal(denied.stderr, `pidfd-reap: not permitted: process ${sleeper.pid} is not dying or you may not signal it\n`)
+  const hog = await startHog(32)
+  const killed = await run(BIN, ['kill', String(hog.pid), '--json', '--chunk', '1M', '--deadline', '2s'])
+  t.match(JSON.parse(killed.stdout), { pid: hog.pid, mechanism: 'process_mrelease' })
+  await hog.gone
+})

@@ -1,0 +1,154 @@
+// Real syscalls on the host kernel (process_mrelease, no try_reap patch):
+// every error the kernel can produce here, produced for real.
+import t from 'tap'
+import { execFileSync } from 'node:child_process'
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import * as api from '../../src/index'
+import { native } from '../../src/binding'
+import { kernelBackend } from '../../src/reaper'
+import { killQuietly, startSleeper } from '../fixtures/victims'
+
+const ROOT = join(__dirname, '..', '..')
+
+function unusedPid(): number {
+  for (let pid = 4_000_000; pid > 1000; pid--) if (!existsSync(`/proc/${pid}`)) return pid
+  throw new Error('no free pid found')
+}
+
+t.test('features on the host: no try_reap patch, process_mrelease present', async (t) => {
+  t.same(api.features(), { tryReap: null, processMrelease: true })
+  t.equal(api.reapDyingFeature(), null)
+  t.equal(api.reapDyingStats(), null)
+  t.equal(native.syscallNrPath, '/sys/kernel/mm/reap_dying/syscall_nr')
+})
+
+t.test('reapDyingStats reads the counters', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'reap-dying-'))
+  writeFileSync(join(dir, 'calls'), '12\n')
+  writeFileSync(join(dir, 'pages_reaped'), '3456\n')
+  writeFileSync(join(dir, 'busy'), '7\n')
+  t.same(api.reapDyingStats(dir), { calls: 12, pagesReaped: 3456, busy: 7 })
+  mkdirSync(join(dir, 'broken'))
+  mkdirSync(join(dir, 'broken', 'calls'))
+  t.throws(() => api.reapDyingStats(join(dir, 'broken')), { code: 'EISDIR' })
+})
+
+t.test('the sysfs syscall number is parsed strictly', async (t) => {
+  for (const [text, nr] of [['463\n', 463], ['463', 463], ['1\n', 1], ['1023\n', 1023]] as const) {
+    t.equal(native.parseSyscallNr(text), nr, JSON.stringify(text))
+  }
+  const bad = ['', '\n', '0\n', '0463\n', '-1\n', '+4\n', ' 463\n', '463 \n', '46 3', '463\n\n', '1024\n', '99999\n', 'abc\n', '4e2\n', '0x1c\n', '\u0663\n']
+  for (const text of bad) t.equal(native.parseSyscallNr(text), -22, JSON.stringify(text))
+  t.throws(() => (native.parseSyscallNr as (x: unknown) => number)(463), TypeError)
+})
+
+t.test('try_reap_dying_process is never called without the sysfs file', async (t) => {
+  const sleeper = startSleeper()
+  t.teardown(() => killQuietly(sleeper))
+  const fd = api.pidfdOpen(sleeper.pid)
+  t.teardown(() => closeSync(fd))
+  const unavailable = {
+    code: 'ERR_PIDFD_REAP_UNAVAILABLE',
+    errno: -38,
+    syscall: 'try_reap_dying_process',
+    message: 'try_reap_dying_process is not available: /sys/kernel/mm/reap_dying/syscall_nr missing (kernel without the reap_dying patch)',
+  }
+  t.throws(() => api.tryReapDyingProcess(fd, 0), unavailable)
+  t.throws(() => api.tryReapDyingProcess(fd, Infinity), unavailable)
+  await t.rejects(api.tryReapDyingProcessAsync(fd, 2n ** 64n - 1n), unavailable)
+  await t.rejects(api.tryReapDyingProcessAsync(fd, 4096), unavailable)
+})
+
+t.test('a confirmed syscall number is reported', async (t) => {
+  // Only the patched kernel (guest suite) publishes one; substituted here.
+  const mocked = t.mockRequire<typeof import('../../src/syscalls')>('../../src/syscalls', {
+    '../../src/binding': {
+      native: Object.create(native, { features: { value: () => ({ syscallNr: 463, processMrelease: false }) } }),
+    },
+  })
+  t.same(mocked.features(), { tryReap: { syscallNr: 463 }, processMrelease: false })
+  t.same(mocked.reapDyingFeature(), { syscallNr: 463 })
+})
+
+t.test('the real backend passes kernel results through unchanged', async (t) => {
+  const sleeper = startSleeper()
+  t.teardown(() => killQuietly(sleeper))
+  const fd = api.pidfdOpen(sleeper.pid)
+  t.teardown(() => closeSync(fd))
+  t.equal(await kernelBackend.tryReapAsync(fd, 4096n), -38, 'never called: unconfirmed number')
+  t.equal(await kernelBackend.mreleaseAsync(fd), -22, 'live process')
+  t.equal(kernelBackend.pollReadable(fd), 0)
+  t.equal(kernelBackend.sendSignal(fd, 0), 0)
+})
+
+t.test('an unparsable sysfs file is reported as such', async (t) => {
+  // The host kernel cannot publish a bad file, so this one result is substituted.
+  const { check } = t.mockRequire<typeof import('../../src/syscalls')>('../../src/syscalls', {
+    '../../src/binding': {
+      native: Object.create(native, { features: { value: () => ({ syscallNr: -22, processMrelease: true }) } }),
+    },
+  })
+  t.throws(() => check(-38, 'try_reap_dying_process'), {
+    code: 'ERR_PIDFD_REAP_UNAVAILABLE',
+    message: /syscall_nr does not hold a valid syscall number/,
+  })
+  t.throws(() => check(-38, 'process_mrelease'), { code: 'ENOSYS', message: 'ENOSYS: function not implemented, process_mrelease' })
+})
+
+t.test('pidfd_open', async (t) => {
+  t.throws(() => api.pidfdOpen(unusedPid()), { code: 'ESRCH', errno: -3, syscall: 'pidfd_open', message: 'ESRCH: no such process, pidfd_open' })
+  const sleeper = startSleeper()
+  t.teardown(() => killQuietly(sleeper))
+  t.throws(() => api.pidfdOpen(sleeper.pid, 1), { code: 'EINVAL', errno: -22, syscall: 'pidfd_open' })
+  const nonblocking = api.pidfdOpen(sleeper.pid, api.constants.PIDFD_NONBLOCK)
+  t.ok(nonblocking > 2)
+  closeSync(nonblocking)
+})
+
+t.test('signals, mrelease and their errors on real processes', async (t) => {
+  const sleeper = startSleeper()
+  const fd = api.pidfdOpen(sleeper.pid)
+  t.teardown(() => closeSync(fd))
+
+  api.pidfdSendSignal(fd, 0) // allowed and alive
+  t.throws(() => api.processMrelease(fd), { code: 'EINVAL', syscall: 'process_mrelease' }, 'live process is not dying')
+  await t.rejects(api.processMreleaseAsync(fd), { code: 'EINVAL', errno: -22 })
+
+  const devNull = openSync('/dev/null', 'r')
+  t.throws(() => api.processMrelease(devNull), { code: 'EBADF' }, 'not a pidfd: the kernel says EBADF')
+  t.throws(() => api.pidfdSendSignal(devNull, 0), { code: 'EBADF', syscall: 'pidfd_send_signal' })
+  closeSync(devNull)
+  // Closed just now, and nothing ran in between: a closed fd.
+  t.throws(() => api.processMrelease(devNull), { code: 'EBADF', errno: -9, message: 'EBADF: bad file descriptor, process_mrelease' })
+  t.throws(() => api.pidfdSendSignal(devNull, 'SIGKILL'), { code: 'EBADF' })
+  await t.rejects(api.processMreleaseAsync(devNull), { code: 'EBADF' })
+
+  api.pidfdSendSignal(fd, 'SIGTERM')
+  await sleeper.gone // exited and waited for by Node: the pid is released
+  t.equal(sleeper.child.signalCode, 'SIGTERM')
+  t.throws(() => api.pidfdSendSignal(fd, 'SIGKILL'), { code: 'ESRCH', syscall: 'pidfd_send_signal' })
+  t.throws(() => api.processMrelease(fd), { code: 'ESRCH' })
+  await t.rejects(api.processMreleaseAsync(fd), { code: 'ESRCH' })
+})
+
+t.test('EPERM: an unprivileged user may not signal our process', async (t) => {
+  const sleeper = startSleeper()
+  t.teardown(() => killQuietly(sleeper))
+  const script = `
+    const api = require(${JSON.stringify(join(ROOT, 'dist', 'index.js'))})
+    const fd = api.pidfdOpen(${sleeper.pid})
+    try { api.pidfdSendSignal(fd, 'SIGKILL') } catch (e) { console.log(JSON.stringify({ code: e.code, errno: e.errno, message: e.message })) }
+  `
+  // env -i: without tap's coverage hooks, which would write to .tap/ as nobody.
+  const output = execFileSync('env', ['-i', process.execPath, '-e', script], { uid: 65534, gid: 65534, encoding: 'utf8' })
+  t.same(JSON.parse(output), { code: 'EPERM', errno: -1, message: 'EPERM: operation not permitted, pidfd_send_signal' })
+  t.equal(sleeper.child.exitCode, null, 'still alive')
+  t.equal(sleeper.child.signalCode, null)
+})
+
+t.test('readRssBytes', async (t) => {
+  t.ok(api.readRssBytes(process.pid)! > 10 * 1024 * 1024, 'node itself uses some memory')
+  t.equal(api.readRssBytes(unusedPid()), null)
+})
