@@ -59,8 +59,8 @@ long ParseSyscallNr(const char* text, size_t length) {
 
 // Reads the syscall number published by the patched kernel. Returns it, or
 // -errno (-ENOENT on kernels without the patch, -EINVAL for bad content).
-// Called before every try_reap_dying_process call, so the number used is
-// always one the running kernel confirmed.
+// The running kernel cannot change, so each addon instance reads it once
+// (PidfdReap::SyscallNr) and only ever calls the number it confirmed.
 long ReadSyscallNr() {
   int fd = open(kSyscallNrPath, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -errno;
@@ -91,10 +91,10 @@ long ProcessMrelease(int32_t pidfd) {
   return Result(syscall(__NR_process_mrelease, pidfd, 0));
 }
 
-// -ENOSYS when the kernel did not confirm a syscall number: the unpatched
-// kernel may use any unconfirmed number for something else entirely.
-long TryReapDyingProcess(int32_t pidfd, uint64_t max_bytes, uint32_t flags) {
-  long nr = ReadSyscallNr();
+// -ENOSYS when the kernel did not confirm a syscall number (nr < 0): the
+// unpatched kernel may use any unconfirmed number for something else entirely.
+long TryReapDyingProcess(long nr, int32_t pidfd, uint64_t max_bytes,
+                         uint32_t flags) {
   if (nr < 0) return -ENOSYS;
   return Result(syscall(nr, pidfd, flags, static_cast<size_t>(max_bytes)));
 }
@@ -165,6 +165,7 @@ Napi::Number NumberResult(Napi::Env env, long result) {
 // being torn down.
 struct PoolCall {
   enum class Kind { kTryReap, kMrelease } kind;
+  long syscall_nr;
   int32_t pidfd;
   uint64_t max_bytes;
   uint32_t flags;
@@ -175,7 +176,8 @@ struct PoolCall {
   static void Execute(napi_env, void* data) {
     auto* call = static_cast<PoolCall*>(data);
     call->result = call->kind == Kind::kTryReap
-                       ? TryReapDyingProcess(call->pidfd, call->max_bytes,
+                       ? TryReapDyingProcess(call->syscall_nr, call->pidfd,
+                                             call->max_bytes,
                                              call->flags)
                        : ProcessMrelease(call->pidfd);
   }
@@ -301,13 +303,15 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
 
   Napi::Value TryReapJs(const Napi::CallbackInfo& info) {
     return NumberResult(info.Env(),
-                        TryReapDyingProcess(Int32Arg(info, 0), Uint64Arg(info, 1),
+                        TryReapDyingProcess(SyscallNr(), Int32Arg(info, 0),
+                                            Uint64Arg(info, 1),
                                             Uint32Arg(info, 2)));
   }
 
   Napi::Value TryReapAsyncJs(const Napi::CallbackInfo& info) {
     auto call = std::make_unique<PoolCall>();
     call->kind = PoolCall::Kind::kTryReap;
+    call->syscall_nr = SyscallNr();
     call->pidfd = Int32Arg(info, 0);
     call->max_bytes = Uint64Arg(info, 1);
     call->flags = Uint32Arg(info, 2);
@@ -321,6 +325,7 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
   Napi::Value ProcessMreleaseAsyncJs(const Napi::CallbackInfo& info) {
     auto call = std::make_unique<PoolCall>();
     call->kind = PoolCall::Kind::kMrelease;
+    call->syscall_nr = -ENOSYS;
     call->pidfd = Int32Arg(info, 0);
     call->max_bytes = 0;
     call->flags = 0;
@@ -461,7 +466,7 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
   Napi::Value FeaturesJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object result = Napi::Object::New(env);
-    result.Set("syscallNr", NumberResult(env, ReadSyscallNr()));
+    result.Set("syscallNr", NumberResult(env, SyscallNr()));
     result.Set("processMrelease", Napi::Boolean::New(env, HasProcessMrelease()));
     return result;
   }
@@ -475,6 +480,13 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
     return NumberResult(info.Env(), ParseSyscallNr(utf8.data(), utf8.size()));
   }
 
+  // The confirmed try_reap_dying_process number or -errno; 0 until first use.
+  long SyscallNr() {
+    if (syscall_nr_ == 0) syscall_nr_ = ReadSyscallNr();
+    return syscall_nr_;
+  }
+
+  long syscall_nr_ = 0;
   std::unordered_map<uint32_t, Watcher*> watchers_;
   std::unordered_set<int32_t> owned_fds_;
   uint32_t last_watcher_id_ = 0;
