@@ -2,51 +2,30 @@
 // patched kernel (scripts/vm -- npm run test:guest). Skips cleanly elsewhere.
 //
 // A killed victim normally exits at once, taking its memory with it. To reap
-// it while it is still there, it is starved: pinned to CPU 1 next to a
-// SCHED_FIFO busy loop (RT throttling off), while this test runs on CPU 0.
+// it while it is still there, it is starved: pinned to CPU 1 as a
+// SCHED_FIFO 1 task next to a higher-priority SCHED_FIFO busy loop (RT
+// throttling off), while this test runs on CPU 0.
 import t, { type Test } from 'tap'
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs'
-import { createInterface } from 'node:readline'
+import { closeSync, openSync } from 'node:fs'
 import * as api from '../../src/index'
 import { main as cli } from '../../src/cli'
-import { MiB, fixtures, killQuietly, startHog, type Victim } from '../fixtures/victims'
+import { MiB, killQuietly, pinProcess, starveCpu, startHog, unthrottleRt, type Victim } from '../fixtures/victims'
 
 const feature = api.reapDyingFeature()
 const skip = feature ? false : 'try_reap_dying_process not available: /sys/kernel/mm/reap_dying/syscall_nr missing'
 const PMD = 2 * MiB
-const RT_RUNTIME = '/proc/sys/kernel/sched_rt_runtime_us'
-
-let savedRtRuntime: string | undefined
 if (!skip) {
   // Keep this process (all its threads, the thread pool included) on CPU 0.
-  execFileSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' })
-  savedRtRuntime = readFileSync(RT_RUNTIME, 'utf8').trim()
-  writeFileSync(RT_RUNTIME, '-1')
-  t.teardown(() => writeFileSync(RT_RUNTIME, savedRtRuntime!))
-}
-
-/** Starves CPU 1 until the returned function is called. */
-async function starveCpu1(t: Test): Promise<() => Promise<void>> {
-  const spinner: ChildProcess = spawn(fixtures().spin, ['1', '30'], { stdio: ['ignore', 'pipe', 'inherit'] })
-  const gone = new Promise<void>((resolve) => spinner.once('exit', () => resolve()))
-  await new Promise<void>((resolve, reject) => {
-    spinner.once('error', reject)
-    createInterface({ input: spinner.stdout! }).once('line', () => resolve())
-  })
-  const stop = async (): Promise<void> => {
-    spinner.kill('SIGKILL')
-    await gone
-  }
-  t.teardown(stop)
-  return stop
+  pinProcess(0)
+  t.teardown(unthrottleRt())
 }
 
 async function starvedVictim(t: Test, mib: number, extra: string[] = []): Promise<{ hog: Victim; release: () => Promise<void> }> {
-  const hog = await startHog(mib, ['--cpu', '1', ...extra])
+  const hog = await startHog(mib, ['--cpu', '1', '--fifo', '1', ...extra])
   t.teardown(() => killQuietly(hog))
-  const release = await starveCpu1(t)
-  return { hog, release }
+  const starver = await starveCpu(1, 30)
+  t.teardown(() => starver.stop())
+  return { hog, release: () => starver.stop() }
 }
 
 const rss = (pid: number): number => api.readRssBytes(pid) ?? 0
