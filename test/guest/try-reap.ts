@@ -102,11 +102,15 @@ t.test('EBUSY from a victim holding its mmap_lock is backed off', { skip }, asyn
     const busyBefore = api.reapDyingStats()!.busy
     const report = await api.killAndReap(hog.pid, { deadlineMs: 1500 })
     t.equal(report.mechanism, 'try_reap')
-    if (report.busyRetries > 0) {
+    // Like the kselftest, an attempt only counts if the victim stayed stuck
+    // holding the lock; if it got to exit meanwhile, try again.
+    if (report.busyRetries > 0 && report.stopReason !== 'exited') {
       sawBusy = true
       t.ok(['deadline', 'done'].includes(report.stopReason), report.stopReason)
       t.ok(api.reapDyingStats()!.busy > busyBefore, 'sysfs busy counter')
       t.ok(report.elapsedMs < 5000, 'the deadline holds')
+    } else {
+      t.comment(`attempt ${attempt}: ${report.busyRetries} EBUSY, then ${report.stopReason}`)
     }
     await release()
     await hog.gone
