@@ -2,14 +2,14 @@
 // patched kernel (scripts/vm -- npm run test:guest). Skips cleanly elsewhere.
 //
 // A killed victim normally exits at once, taking its memory with it. To reap
-// it while it is still there, it is starved: pinned to CPU 1 as a
-// SCHED_FIFO 1 task next to a higher-priority SCHED_FIFO busy loop (RT
-// throttling off), while this test runs on CPU 0.
+// it while it is still there, it is starved: pinned to CPU 1 next to a
+// SCHED_FIFO busy loop, with RT throttling and CPU 1's fair deadline server
+// off (as in the kselftest), while this test runs on CPU 0.
 import t, { type Test } from 'tap'
 import { closeSync, openSync } from 'node:fs'
 import * as api from '../../src/index'
 import { main as cli } from '../../src/cli'
-import { MiB, killQuietly, pinProcess, starveCpu, startHog, unthrottleRt, type Victim } from '../fixtures/victims'
+import { MiB, disableFairServer, killQuietly, pinProcess, starveCpu, startHog, unthrottleRt, type Victim } from '../fixtures/victims'
 
 const feature = api.reapDyingFeature()
 const skip = feature ? false : 'try_reap_dying_process not available: /sys/kernel/mm/reap_dying/syscall_nr missing'
@@ -18,10 +18,11 @@ if (!skip) {
   // Keep this process (all its threads, the thread pool included) on CPU 0.
   pinProcess(0)
   t.teardown(unthrottleRt())
+  t.teardown(disableFairServer(1))
 }
 
 async function starvedVictim(t: Test, mib: number, extra: string[] = []): Promise<{ hog: Victim; release: () => Promise<void> }> {
-  const hog = await startHog(mib, ['--cpu', '1', '--fifo', '1', ...extra])
+  const hog = await startHog(mib, ['--cpu', '1', ...extra])
   t.teardown(() => killQuietly(hog))
   const starver = await starveCpu(1, 30)
   t.teardown(() => starver.stop())
