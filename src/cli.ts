@@ -140,16 +140,16 @@ export function summary(report: ReapReport): string {
   return `killed ${report.pid}: ${progressLine(report)} using ${report.mechanism}; ${STOP_REASONS[report.stopReason]}${refusal}`
 }
 
+/** On a terminal one line is rewritten in place; elsewhere one line per call. */
+export function writeProgress(io: CliIo, live: boolean, progress: ReapProgress): void {
+  io.stdout.write(live ? `\r\x1b[K${progressLine(progress)}` : `${progressLine(progress)}\n`)
+}
+
 async function kill(command: KillCommand, io: CliIo): Promise<number> {
   const { pid, json, ...options } = command
   const reaper = new Reaper(options)
   const live = !json && io.stdout.isTTY === true
-  if (!json) {
-    // On a terminal one line is rewritten in place; elsewhere one line per call.
-    reaper.on('progress', (progress) => {
-      io.stdout.write(live ? `\r\x1b[K${progressLine(progress)}` : `${progressLine(progress)}\n`)
-    })
-  }
+  if (!json) reaper.on('progress', (progress) => writeProgress(io, live, progress))
   let report: ReapReport
   try {
     report = await reaper.killAndReap(pid)

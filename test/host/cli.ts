@@ -4,7 +4,7 @@ import t from 'tap'
 import { execFile } from 'node:child_process'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { describeError, main, parseCommand, summary, USAGE } from '../../src/cli'
+import { describeError, main, parseCommand, summary, writeProgress, USAGE } from '../../src/cli'
 import { systemError, reapUnavailableError } from '../../src/errors'
 import { MiB, startHog, startSleeper, killQuietly } from '../fixtures/victims'
 
@@ -112,6 +112,17 @@ t.test('kill: errors exit 1 with a clear message', async (t) => {
   io = fakeIo(false)
   t.equal(await main(['kill', String(sleeper.pid)], io), 1)
   t.equal(io.out, '')
+})
+
+t.test('progress lines: rewritten in place on a terminal, appended elsewhere', async (t) => {
+  // Deterministic: whether a real kill emits progress depends on how fast the victim exits.
+  const progress = { pid: 7, mechanism: 'try_reap' as const, bytesReaped: 3 * MiB, calls: 2, busyRetries: 1, elapsedMs: 12 }
+  const tty = fakeIo(true)
+  writeProgress(tty, true, progress)
+  t.equal(tty.out, '\r\x1b[Kreaped 3.0 MiB from 7 in 2 calls, 1 busy, 12 ms')
+  const plain = fakeIo(false)
+  writeProgress(plain, false, progress)
+  t.equal(plain.out, 'reaped 3.0 MiB from 7 in 2 calls, 1 busy, 12 ms\n')
 })
 
 t.test('summary wording', async (t) => {
