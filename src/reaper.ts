@@ -116,14 +116,18 @@ function parseOptions(options: unknown): Settings & { onProgress?: KillAndReapOp
 }
 
 /** What one reaping syscall result means for the loop. */
-type Outcome = 'reaped' | 'done' | 'busy' | 'not-dying' | 'exited' | 'refused'
+type Outcome = 'reaped' | 'again' | 'done' | 'busy' | 'not-dying' | 'exited' | 'refused'
 
 function classify(mechanism: Mechanism, result: number): Outcome {
   if (result > 0) return 'reaped'
   if (result === 0) return mechanism === 'try_reap' ? 'done' : 'reaped'
   switch (-result) {
-    case errno.EBUSY:
     case errno.EAGAIN:
+      // try_reap: this call freed nothing but its walk is not over (its
+      // page-table budget went on empty ranges): call again at once.
+      // process_mrelease: an mmu notifier would have blocked.
+      return mechanism === 'try_reap' ? 'again' : 'busy'
+    case errno.EBUSY:
     case errno.EINTR:
       return 'busy'
     case errno.ESRCH:
@@ -240,6 +244,9 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
         case 'reaped':
           // process_mrelease reaps everything in one call.
           if (mechanism === 'process_mrelease') return finish('done')
+          await yieldToLoop()
+          break
+        case 'again':
           await yieldToLoop()
           break
         case 'done':

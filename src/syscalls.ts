@@ -78,7 +78,12 @@ export function pidfdSendSignal(pidfd: number, signal: string | number): void {
   check(native.pidfdSendSignal(validateFd(pidfd), validateSignal(signal)), 'pidfd_send_signal')
 }
 
-/** Returns the bytes freed (see the README for the cap's 2 MiB overshoot). */
+/**
+ * Returns the bytes this call unmapped: at most maxBytes rounded up to a page,
+ * or one whole 2 MiB THP in a call that unmapped nothing else. 0 means a whole
+ * pass found nothing left; an `EAGAIN` error means this call unmapped nothing
+ * but the walk is not over (call again at once). See the man page.
+ */
 export function tryReapDyingProcess(pidfd: number, maxBytes: number | bigint, flags?: number): number {
   const args = [validateFd(pidfd), validateMaxBytes(maxBytes), validateFlags(flags)] as const
   return check(native.tryReap(...args), 'try_reap_dying_process')

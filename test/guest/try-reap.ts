@@ -47,7 +47,7 @@ t.test('errors from the patched kernel', { skip }, async (t) => {
   t.throws(() => pidfd.tryReap(4096), { code: 'ESRCH' }, 'gone')
 })
 
-t.test('capped calls: each within cap + 2 MiB, the sum matches the RSS drop', { skip }, async (t) => {
+t.test('capped calls: each within its cap (or one whole THP), the sum is the RSS drop', { skip }, async (t) => {
   const { hog, release } = await starvedVictim(t, 256)
   using pidfd = api.Pidfd.open(hog.pid)
   const before = rss(hog.pid)
@@ -55,19 +55,30 @@ t.test('capped calls: each within cap + 2 MiB, the sum matches the RSS drop', { 
   const cap = 8 * MiB
   let total = 0
   let calls = 0
+  let again = 0
   for (;;) {
-    const bytes = pidfd.tryReap(cap)
-    t.ok(bytes <= cap + PMD, `call ${calls}: ${bytes} <= cap + 2 MiB`)
-    calls++
+    let bytes: number
+    try {
+      bytes = pidfd.tryReap(cap)
+    } catch (error) {
+      // EAGAIN: this call unmapped nothing, but the walk is not over.
+      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error
+      again++
+      continue
+    } finally {
+      calls++
+    }
+    t.ok(bytes <= Math.max(cap, PMD), `call ${calls}: ${bytes} <= cap`)
     if (bytes === 0) break
     total += bytes
   }
   const after = rss(hog.pid)
   t.equal(pidfd.hasExited(), false, 'still starved, not exited')
-  t.ok(total >= 250 * MiB, `reaped ${total / MiB} MiB in ${calls} calls`)
-  t.ok(Math.abs(before - after - total) <= 4 * MiB, `RSS drop ${(before - after) / MiB} MiB vs reaped ${total / MiB} MiB`)
+  t.ok(total >= 250 * MiB && total <= before, `reaped ${total / MiB} MiB of ${before / MiB} MiB in ${calls} calls (${again} EAGAIN)`)
+  // statm reads per-CPU counters that may lag by a batch per CPU.
+  t.ok(Math.abs(before - after - total) <= 1 * MiB, `RSS drop ${(before - after) / MiB} MiB vs reaped ${total / MiB} MiB`)
   t.equal(pidfd.tryReap(0), 0, 'probe')
-  t.equal(pidfd.tryReap(Infinity), 0, 'nothing left')
+  t.equal(pidfd.tryReap(Infinity), 0, 'a whole uncapped pass finds nothing left')
   await release()
   await pidfd.exited()
 })

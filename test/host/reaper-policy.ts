@@ -72,7 +72,7 @@ t.test('the budget caps the last chunk and stops', async (t) => {
 })
 
 t.test('EBUSY backs off exponentially, capped, and resets after progress', async (t) => {
-  const { backend, calls } = fakeBackend({ results: [EBUSY, EBUSY, EBUSY, EBUSY, EBUSY, EBUSY, EBUSY, EAGAIN, EINTR, MiB, EBUSY, 0] })
+  const { backend, calls } = fakeBackend({ results: [EBUSY, EBUSY, EBUSY, EBUSY, EBUSY, EBUSY, EBUSY, EBUSY, EINTR, MiB, EBUSY, 0] })
   const report = await new Reaper({}, backend).killAndReap(await victim(t))
   t.match(report, { stopReason: 'done', busyRetries: 10, calls: 12, bytesReaped: MiB })
   const gaps = calls.slice(1).map((c, i) => c.at - calls[i].at)
@@ -80,6 +80,17 @@ t.test('EBUSY backs off exponentially, capped, and resets after progress', async
   const expected = [1, 2, 4, 8, 16, 32, 50, 50, 50]
   expected.forEach((ms, i) => t.ok(gaps[i] >= ms - 1, `gap ${i}: ${gaps[i].toFixed(1)} >= ${ms}`))
   t.ok(gaps[10] < 40, 'backoff restarts at 1 ms after progress')
+})
+
+t.test('EAGAIN from try_reap is called again at once, not backed off', async (t) => {
+  const { backend, calls } = fakeBackend({ results: [EAGAIN, EAGAIN, EAGAIN, MiB, EAGAIN, 0] })
+  const report = await new Reaper({}, backend).killAndReap(await victim(t))
+  t.match(report, { stopReason: 'done', busyRetries: 0, calls: 6, bytesReaped: MiB })
+  const gaps = calls.slice(1).map((c, i) => c.at - calls[i].at)
+  t.ok(
+    gaps.every((ms) => ms < 40),
+    `no backoff sleeps: ${gaps.map((ms) => ms.toFixed(1)).join(', ')} ms`,
+  )
 })
 
 t.test('the deadline stops a victim that stays busy', async (t) => {
