@@ -1,7 +1,9 @@
 // The benchmark, run inside the patched guest (npm run bench → bench/run).
 // For each victim size, round and method: a starved victim (plain for the
 // 'exit (plain)' baseline) is killed and its memory freed; figures per run go
-// to bench/results.json, charts and bench/results.md are made from it.
+// to bench/results.json, charts and bench/results.md are made from it. Then
+// the bounds part (bench/bounds.ts) adds its own section; PIDFD_REAP_BENCH_ONLY
+// runs one part alone.
 import { createHash } from 'node:crypto'
 import { readFileSync, readdirSync, existsSync } from 'node:fs'
 import { cpus, totalmem, release } from 'node:os'
@@ -36,7 +38,8 @@ import {
   type Method,
   type Run,
 } from './measure'
-import { writeArtifacts } from './report'
+import { runBounds } from './bounds'
+import { mergeBounds, writeArtifacts } from './report'
 
 export interface BenchConfig {
   sizesMiB: number[]
@@ -265,12 +268,31 @@ export function hostMachine(): Record<string, unknown> {
   return { ...machine(), kernel: release() }
 }
 
+/** PIDFD_REAP_BENCH_ONLY: '' (everything), 'main' (all but the bounds part) or 'bounds' (only it). */
+function benchOnly(env = process.env): '' | 'main' | 'bounds' {
+  const only = env.PIDFD_REAP_BENCH_ONLY ?? ''
+  if (only !== '' && only !== 'main' && only !== 'bounds') throw new Error(`PIDFD_REAP_BENCH_ONLY=${only}: expected main or bounds`)
+  return only
+}
+
+/** The `bounds` section of the last results.json, kept when only the main part runs. */
+function previousBounds(): unknown {
+  const file = join(ROOT, 'bench', 'results.json')
+  return existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')).bounds : undefined
+}
+
 export async function runBench(hostFile?: string): Promise<void> {
   const config = benchConfig()
   const startedAt = Date.now()
   const tryReap = features().tryReap
   if (!tryReap) throw new Error('bench: try_reap_dying_process is not available (not the patched kernel?)')
   pinProcess(0)
+  const only = benchOnly()
+  if (only === 'bounds') {
+    mergeBounds(await runBounds(), join(ROOT, 'bench'))
+    log(`wrote the bounds section of bench/results.json and bench/results.md in ${((Date.now() - startedAt) / 1000).toFixed(0)} s`)
+    return
+  }
   const restoreRt = unthrottleRt()
   const records: RunRecord[] = []
   let busy: Record<string, unknown> = {}
@@ -295,8 +317,10 @@ export async function runBench(hostFile?: string): Promise<void> {
   } finally {
     restoreRt()
   }
+  const bounds = only === 'main' ? previousBounds() : await runBounds()
   const host = hostFile && existsSync(hostFile) ? JSON.parse(readFileSync(hostFile, 'utf8')) : null
   const results = assemble(config, records, busy, calls, host, Date.now() - startedAt, tryReap.syscallNr)
+  if (bounds !== undefined) results.bounds = bounds
   writeArtifacts(results, join(ROOT, 'bench'))
   log(`wrote bench/results.json, bench/results.md, bench/memory-freed.svg, bench/latency-vs-cap.svg in ${((Date.now() - startedAt) / 1000).toFixed(0)} s`)
 }

@@ -322,6 +322,7 @@ static int mode_kill(void) {
         if (now_ns() > deadline_timeout) break;
         continue;
       }
+      if (ret == -EAGAIN) continue;  // nothing unmapped by this call, walk not over
       if (ret <= 0) break;  // 0: nothing left; ESRCH: gone; anything else: stop
     }
   }

@@ -1,6 +1,6 @@
 // Artifacts from results.json: results.md (tables for the README) and two
 // hand-written SVG charts. No dependencies.
-import { readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -223,7 +223,89 @@ const RATIO_TEXT: Record<string, string> = {
   js_vs_c_call: 'one binding call from JS / the same syscall from C (guest)',
 }
 
+const fmtRatio = (v: number): string => `${v.toFixed(v < 10 ? 3 : 1)}×`
+
+/** The `bounds` section (bench/bounds.ts): the v2 ABI's bounds, with the settings they were measured with. */
+export function boundsMarkdown(b: Results): string {
+  const s = b.settings
+  const k = b.kernel
+  const lines: string[] = []
+  const changed = k.patchesChangedSince?.length ? `; the work tree has changed ${k.patchesChangedSince.join(', ')} since` : ''
+  const build = k.buildKey ? `, build ${String(k.buildKey).slice(0, 12)} of the series in kernel-patch/${changed}` : ''
+  lines.push('### Bounds of a call (v2 ABI)')
+  lines.push('')
+  lines.push(
+    `Measured ${b.generatedAt.slice(0, 10)} in a QEMU ${b.accelerator} guest (${b.machine.cpus} vCPUs, ${(b.machine.memoryBytes / 2 ** 30).toFixed(1)} GiB) ` +
+      `running Linux ${k.release} (${k.version}${build}, syscall ${k.tryReapSyscallNr}); ${(b.durationMs / 60000).toFixed(1)} min. ` +
+      `${s.roundsMeasured} measured rounds (asked: ${s.rounds}) after ${s.warmup} warm-up round${s.warmup === 1 ? '' : 's'}; ` +
+      `${b.invalidRounds.length} round${b.invalidRounds.length === 1 ? '' : 's'} repeated because a victim ran or a run failed. ` +
+      `Each round runs the ${Object.keys(b.arms).length} victims below once, ${s.order.replace(/^the 11 runs of a round /, '')} (seed ${s.seed}). ` +
+      `Victims: ${s.victims}. Check: ${s.victimCheck}. Placement: ${s.placement}. Calls: ${s.calls}. Timing: ${s.timing}. ` +
+      `p99: ${s.p99}. Ratios of totals and throughputs: median of the per-round ratios. Intervals: ${s.interval}.` +
+      (s.hostLoadAverage ? ` Host load average when the guest started: ${s.hostLoadAverage}.` : ''),
+  )
+  lines.push('')
+  lines.push('| ratio | value | 95 % interval | goal | verdict |')
+  lines.push('|---|---:|---:|---:|---|')
+  for (const [key, value] of Object.entries<number>(b.ratios)) {
+    const [lo, hi] = b.ratiosCi95[key]
+    const goal = Number(String(b.goals[key]).split(' ')[1])
+    const verdict = `${b.pass[key] ? 'pass' : '**fail**'}${lo <= goal && goal <= hi ? ' (the interval contains the goal)' : ''}`
+    lines.push(`| \`${key}\`: ${b.ratiosNotes[key] ?? ''} | ${fmtRatio(value)} | ${fmtRatio(lo)}–${fmtRatio(hi)} | ${b.goals[key]} | ${verdict} |`)
+  }
+  const quiet = Object.entries<any>(b.details).filter(([, d]) => d.uncontendedRounds)
+  if (quiet.length) {
+    lines.push('')
+    lines.push(
+      'The same per-round ratios from only the rounds where neither run saw its vCPU slowed (see "Host contention" below; not the estimator of the verdicts): ' +
+        quiet.map(([key, d]) => `\`${key}\` ${d.uncontendedRounds.median === null ? '–' : fmtRatio(d.uncontendedRounds.median)} (${d.uncontendedRounds.rounds} rounds)`).join(', ') +
+        '.',
+    )
+  }
+  const few = Object.entries<any>(b.details).filter(([, d]) => d.atLeast1000Calls === false)
+  if (few.length) lines.push(`\nFewer than 1000 pooled calls on a side of ${few.map(([key]) => `\`${key}\``).join(', ')}: that p99 is close to a maximum.`)
+  lines.push('')
+  lines.push('| victim (run) | cap | calls / round | pooled calls | call p50 / p99 / max | EAGAIN share | in-syscall total (median) | reaped (median) | THP | VMAs | setup |')
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+  for (const [id, a] of Object.entries<any>(b.arms)) {
+    const cap = a.method === 'mrelease' ? 'process_mrelease' : a.capBytes ? (a.capBytes >= 2 ** 20 ? `${a.capBytes / 2 ** 20} MiB` : `${a.capBytes / 1024} KiB`) : 'none'
+    const latency = a.capBytes ? `${fmtUs(a.p50Us)} / ${fmtUs(a.p99Us)} / ${fmtUs(a.maxUs)}` : `max ${fmtUs(a.maxUs)}`
+    lines.push(
+      `| \`${id}\`: ${a.what} | ${cap} | ${a.callsPerRound} | ${a.pooledCalls} | ${latency} | ` +
+        `${(a.eagainShare * 100).toFixed(1)} % | ${fmtMs(a.totalMsMedian)} | ${a.reapedMiBMedian.toFixed(1)} MiB | ${a.thpMiBMedian} MiB | ${a.vmas} | ${fmtMs(a.setupMsMedian)} |`,
+    )
+  }
+  lines.push('')
+  if (b.anomalies.length) {
+    lines.push('Kernel answers outside the v2 ABI (all runs, warm-up and repeated rounds included):')
+    lines.push('')
+    for (const a of b.anomalies) lines.push(`- \`${a.arm}\` (${a.runs} runs): ${a.what}`)
+  } else {
+    lines.push('No kernel answer outside the v2 ABI in any run (results within the cap or one THP, 0 stays 0, pages_reaped and the RSS drop equal to the results).')
+  }
+  const hc = b.hostContention
+  if (hc) {
+    lines.push('')
+    lines.push(
+      `Host contention: a fixed user-space loop timed just before each kill and after each last call ran at a median ${hc.median.toFixed(2)}× its best time ` +
+        `(max ${hc.max.toFixed(2)}×); ${(hc.shareAbove1_25 * 100).toFixed(0)} % of the runs saw it above 1.25×, ${(hc.shareAbove1_5 * 100).toFixed(0)} % above 1.5× ` +
+        '(under TCG the vCPU thread then shared a host core with other work: in-syscall times of that run are inflated by up to that factor; ' +
+        'relative to the fastest loop of the same run, so contention that lasted the whole run would not show).',
+    )
+  }
+  if (b.oddities?.length) {
+    lines.push('')
+    lines.push(
+      `${b.oddities.length} run${b.oddities.length === 1 ? '' : 's'} needed a streak of 1000 or more EAGAIN calls in a row ` +
+        `(${b.oddities.map((o: any) => `\`${o.arm}\` round ${o.round}: ${o.eagain} EAGAIN of ${o.calls} calls`).join('; ')}); details in results.json, bounds.oddities.`,
+    )
+  }
+  for (const bad of b.invalidRounds) lines.push(`\nRepeated round (attempt ${bad.attempt}): ${bad.reasons.join('; ')}`)
+  return `${lines.join('\n')}\n`
+}
+
 export function resultsMarkdown(results: Results): string {
+  if (!results.summary) return `<!-- generated by bench/report.ts from bench/results.json; do not edit -->\n${results.bounds ? boundsMarkdown(results.bounds) : ''}`
   const k = results.kernel
   const g = results.machine.guest
   const h = results.machine.host
@@ -289,21 +371,46 @@ export function resultsMarkdown(results: Results): string {
         '.',
     )
   }
+  if (results.bounds) {
+    lines.push('')
+    lines.push(boundsMarkdown(results.bounds).trimEnd())
+  }
   lines.push('')
   lines.push('![memory freed after SIGKILL](bench/memory-freed.svg)')
   lines.push('![per-call latency against the cap](bench/latency-vs-cap.svg)')
   return `${lines.join('\n')}\n`
 }
 
+/** results.json's text: indented, but the `bounds` section compact (one line per key). */
+export function resultsJson(results: Results): string {
+  const { bounds, ...rest } = results
+  let text = JSON.stringify(rest, null, 1)
+  if (bounds !== undefined) {
+    const body = Object.entries(bounds)
+      .map(([key, value]) => `\n  ${JSON.stringify(key)}: ${JSON.stringify(value)}`)
+      .join(',')
+    text = `${text.replace(/\n}$/, '')},\n "bounds": {${body}\n }\n}`
+  }
+  return `${text}\n`
+}
+
 export function writeArtifacts(results: Results, dir: string): void {
-  writeFileSync(join(dir, 'results.json'), `${JSON.stringify(results, null, 1)}\n`)
+  writeFileSync(join(dir, 'results.json'), resultsJson(results))
   regenerate(dir)
+}
+
+/** Puts a new `bounds` section into results.json (keeping everything else), then rewrites the rest. */
+export function mergeBounds(bounds: Results, dir: string): void {
+  const file = join(dir, 'results.json')
+  const results = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : {}
+  writeArtifacts({ ...results, bounds }, dir)
 }
 
 /** Rewrites results.md and the charts from results.json. */
 export function regenerate(dir: string): void {
   const results = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'))
   writeFileSync(join(dir, 'results.md'), resultsMarkdown(results))
+  if (!results.raw) return // only the bounds part has run
   writeFileSync(join(dir, 'memory-freed.svg'), memoryFreedSvg(results))
   writeFileSync(join(dir, 'latency-vs-cap.svg'), latencySvg(results))
 }

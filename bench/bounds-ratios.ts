@@ -1,0 +1,176 @@
+// The ratios of the bounds part (bench/bounds.ts) from its measured rounds,
+// each with its goal and a bootstrap interval over rounds.
+import { type Run, MiB, firstPassNs, lockedNs, rssDropBytes, slowdowns, sum, totalNs } from './bounds-run'
+import { PooledSamples, bootstrap, median, type Estimate } from './stats'
+
+export interface Goal {
+  /** The ratio must be at most (<=) or at least (>=) this. */
+  op: '<=' | '>='
+  value: number
+}
+
+export const GOALS: Record<string, Goal> = {
+  p99_4KiB_reserved_vs_plain: { op: '<=', value: 2 },
+  p99_1MiB_sparse_vs_dense: { op: '<=', value: 2 },
+  p99_1MiB_vmas_vs_dense: { op: '<=', value: 2 },
+  p99_1MiB_reserved_vs_dense: { op: '<=', value: 2 },
+  p99_1MiB_worst_vs_dense: { op: '<=', value: 2 },
+  total_1MiB_vs_uncapped_mixed: { op: '<=', value: 1.25 },
+  total_1MiB_vs_uncapped_spread: { op: '<=', value: 1.25 },
+  total_1MiB_vs_uncapped_worst: { op: '<=', value: 1.25 },
+  throughput_uncapped_vs_mrelease: { op: '>=', value: 0.95 },
+}
+
+export const RATIO_NOTES: Record<string, string> = {
+  p99_4KiB_reserved_vs_plain: 'p99 of a 4 KiB call: victim with an empty 1 TiB reservation / without',
+  p99_1MiB_sparse_vs_dense: 'p99 of a 1 MiB call: sparse victim / dense victim',
+  p99_1MiB_vmas_vs_dense: 'p99 of a 1 MiB call: 10000 one-page VMAs / dense victim',
+  p99_1MiB_reserved_vs_dense: 'p99 of a 1 MiB call: dense + 1 TiB reservation / dense victim',
+  p99_1MiB_worst_vs_dense: 'the worst of the three above',
+  total_1MiB_vs_uncapped_mixed: 'in-syscall time to reap 1 GiB (until the 0): 1 MiB calls / uncapped; mixed victim',
+  total_1MiB_vs_uncapped_spread: 'the same, 4 KiB pages in thousands of VMAs',
+  total_1MiB_vs_uncapped_worst: 'the worse of the two',
+  throughput_uncapped_vs_mrelease: 'in-syscall throughput (RSS drop / time): uncapped try_reap / process_mrelease; mixed victim',
+}
+
+const NS = 1e9
+/** A run whose vCPU ran at most this much slower than its best counts as uncontended. */
+export const QUIET = 1.25
+
+export interface RatioDetail {
+  estimator: string
+  numerator: string
+  denominator: string
+  [extra: string]: unknown
+}
+
+export function computeRatios(measured: Run[][], resamples: number, rand: () => number) {
+  const byArm = (id: string): Run[] => measured.map((round) => round.find((r) => r.arm === id)!)
+  const estimates: Record<string, Estimate> = {}
+  const details: Record<string, RatioDetail> = {}
+  const n = measured.length
+  const boot = (statistic: (picks: number[]) => number): Estimate => bootstrap(n, statistic, resamples, rand)
+
+  // p99 ratios: nearest-rank p99 of the calls of all measured rounds pooled,
+  // per side; the bootstrap resamples rounds.
+  const pooled = (id: string): PooledSamples => new PooledSamples(byArm(id).map(lockedNs))
+  const p99Ratio = (a: PooledSamples, b: PooledSamples) => (picks: number[]) => a.percentile(picks, 99) / b.percentile(picks, 99)
+  const all = Array.from({ length: n }, (_, i) => i)
+  const p99Detail = (idA: string, idB: string, a: PooledSamples, b: PooledSamples): RatioDetail => ({
+    estimator: 'nearest-rank p99 of the pooled calls (EBUSY excluded) of each side over the measured rounds; bootstrap over rounds',
+    numerator: idA,
+    denominator: idB,
+    pooledCalls: [a.count(all), b.count(all)],
+    /** The p99 of fewer than 1000 calls is hardly more than their maximum. */
+    atLeast1000Calls: Math.min(a.count(all), b.count(all)) >= 1000,
+    p99Us: [a.percentile(all, 99) / 1e3, b.percentile(all, 99) / 1e3],
+    maxUs: [a.percentile(all, 100) / 1e3, b.percentile(all, 100) / 1e3],
+    perRoundMedian: median(all.map((i) => a.percentile([i], 99) / b.percentile([i], 99))),
+  })
+  const plain = pooled('4KiB-plain')
+  const reserved4 = pooled('4KiB-reserved')
+  estimates.p99_4KiB_reserved_vs_plain = boot(p99Ratio(reserved4, plain))
+  details.p99_4KiB_reserved_vs_plain = p99Detail('4KiB-reserved', '4KiB-plain', reserved4, plain)
+  const dense = pooled('1MiB-dense')
+  const adversarial: [string, string][] = [
+    ['p99_1MiB_sparse_vs_dense', '1MiB-sparse'],
+    ['p99_1MiB_vmas_vs_dense', '1MiB-vmas'],
+    ['p99_1MiB_reserved_vs_dense', '1MiB-reserved'],
+  ]
+  const sides = adversarial.map(([key, id]) => [key, id, pooled(id)] as const)
+  for (const [key, id, side] of sides) {
+    estimates[key] = boot(p99Ratio(side, dense))
+    details[key] = p99Detail(id, '1MiB-dense', side, dense)
+  }
+  estimates.p99_1MiB_worst_vs_dense = boot((picks) => Math.max(...sides.map(([, , side]) => p99Ratio(side, dense)(picks))))
+  details.p99_1MiB_worst_vs_dense = {
+    estimator: 'max over the three layouts of the pooled-p99 ratio; bootstrap over rounds (same resample for all three)',
+    numerator: sides.map(([, id]) => id).join(' | '),
+    denominator: '1MiB-dense',
+    worst: sides.reduce((w, s) => (estimates[s[0]].value > estimates[w[0]].value ? s : w))[1],
+  }
+
+  // Per-round paired ratios: their median; the bootstrap resamples rounds.
+  const perRound = (values: number[]) => (picks: number[]) => median(picks.map((i) => values[i]))
+  // A secondary view: only the rounds where neither run saw its vCPU slowed
+  // by other work on the host (see slowdowns()).
+  const runs = measured.flat()
+  const slowdown = new Map(slowdowns(runs).map((v, i) => [runs[i], v]))
+  const uncontended = (ratios: number[], a: Run[], b: Run[]) => {
+    const rounds = all.filter((i) => slowdown.get(a[i])! <= QUIET && slowdown.get(b[i])! <= QUIET)
+    return { rounds: rounds.length, median: rounds.length ? Math.round(1000 * median(rounds.map((i) => ratios[i]))) / 1000 : null }
+  }
+  const totals: [string, string][] = [
+    ['total_1MiB_vs_uncapped_mixed', 'mixed'],
+    ['total_1MiB_vs_uncapped_spread', 'spread'],
+  ]
+  const totalRatios = totals.map(([key, kind]) => {
+    const capped = byArm(`${kind}-1MiB`)
+    const uncapped = byArm(`${kind}-uncapped`)
+    const ratios = all.map((i) => totalNs(capped[i]) / totalNs(uncapped[i]))
+    estimates[key] = boot(perRound(ratios))
+    // The same without the closing pass (calls after the last one that unmapped something).
+    const reaping = (run: Run): number => {
+      let last = run.rets.length - 1
+      while (last >= 0 && run.rets[last] <= 0) last--
+      return sum(run.out.ns.slice(0, last + 1))
+    }
+    details[key] = {
+      estimator: 'median of the per-round ratios; bootstrap over rounds',
+      numerator: `${kind}-1MiB: sum of the in-syscall times of all calls from the kill to the 0`,
+      denominator: `${kind}-uncapped: the same (the uncapped call, and the call that returns 0)`,
+      perRound: ratios,
+      totalMsMedian: [median(capped.map(totalNs)) / 1e6, median(uncapped.map(totalNs)) / 1e6],
+      callsMedian: [median(capped.map((r) => r.out.calls)), median(uncapped.map((r) => r.out.calls))],
+      withoutClosingPass: median(all.map((i) => reaping(capped[i]) / reaping(uncapped[i]))),
+      uncontendedRounds: uncontended(ratios, capped, uncapped),
+    }
+    return ratios
+  })
+  estimates.total_1MiB_vs_uncapped_worst = boot((picks) => Math.max(...totalRatios.map((ratios) => perRound(ratios)(picks))))
+  details.total_1MiB_vs_uncapped_worst = {
+    estimator: 'max over the two victims of the median per-round ratio; bootstrap over rounds (same resample for both)',
+    numerator: 'mixed-1MiB | spread-1MiB',
+    denominator: 'mixed-uncapped | spread-uncapped',
+  }
+
+  const uncapped = byArm('mixed-uncapped')
+  const mrelease = byArm('mixed-mrelease')
+  const rate = (run: Run): number => rssDropBytes(run) / (firstPassNs(run) / NS)
+  const throughput = all.map((i) => rate(uncapped[i]) / rate(mrelease[i]))
+  estimates.throughput_uncapped_vs_mrelease = boot(perRound(throughput))
+  details.throughput_uncapped_vs_mrelease = {
+    estimator: 'median of the per-round ratios; bootstrap over rounds',
+    numerator: 'mixed-uncapped: victim RSS drop / in-syscall time of the pass (calls before the closing 0)',
+    denominator: 'mixed-mrelease: victim RSS drop / in-syscall time of the one call',
+    perRound: throughput,
+    gibPerSecMedian: [median(uncapped.map(rate)) / 2 ** 30, median(mrelease.map(rate)) / 2 ** 30],
+    withClosingCall: median(all.map((i) => rssDropBytes(uncapped[i]) / totalNs(uncapped[i]) / (rssDropBytes(mrelease[i]) / totalNs(mrelease[i])))),
+    uncontendedRounds: uncontended(throughput, uncapped, mrelease),
+  }
+  return { estimates, details }
+}
+
+
+/** One run kind over the measured rounds, for the report. */
+export function armSummary(runs: Run[]): Record<string, unknown> {
+  const pool = new PooledSamples(runs.map(lockedNs))
+  const all = runs.map((_, i) => i)
+  const calls = runs.map((r) => r.out.calls)
+  const r3 = (v: number): number => Math.round(v * 1000) / 1000
+  return {
+    callsPerRound: median(calls),
+    pooledCalls: pool.count(all),
+    p50Us: r3(pool.percentile(all, 50) / 1e3),
+    p99Us: r3(pool.percentile(all, 99) / 1e3),
+    maxUs: r3(pool.percentile(all, 100) / 1e3),
+    eagainShare: r3(sum(runs.map((r) => r.out.eagain)) / Math.max(1, sum(calls))),
+    ebusy: sum(runs.map((r) => r.out.ebusy)),
+    totalMsMedian: r3(median(runs.map(totalNs)) / 1e6),
+    reapedMiBMedian: r3(median(runs.map(rssDropBytes)) / MiB),
+    thpMiBMedian: r3(median(runs.map((r) => Math.max(0, r.out.thpBytes))) / MiB),
+    vmas: median(runs.map((r) => r.out.vmas)),
+    setupMsMedian: Math.round(median(runs.map((r) => r.out.setupMs))),
+  }
+}
+

@@ -1,0 +1,542 @@
+// bounds: the C side of the benchmark's `bounds` part (bench/bounds.ts).
+// One run = one victim: fork it, build its address-space layout, freeze it
+// in a cgroup v1 freezer, SIGKILL it through a pidfd, free its memory with
+// try_reap_dying_process (calls of a given cap until the call that returns 0)
+// or with one process_mrelease, time every call, check that the victim did
+// not run between the kill and the end, thaw it, wait for it. Prints one
+// JSON object on stdout.
+//
+//   bounds run --freezer DIR --method tryreap|mrelease [--cap BYTES]
+//              [layout options] [--build-cpu B] [--cpu C] [--max-calls N]
+//              [--timeout-ms MS]
+//
+// Two phases, so that the driver can build victims while none is measured:
+// the victim is built on CPU B (default: C) and frozen in its own cgroup
+// DIR/bounds-<pid> (DIR: a cgroup v1 freezer group), then this program
+// prints "frozen" and waits for a line on stdin; on it, it moves to CPU C
+// (default 1) and kills and reaps. EOF on stdin instead: it kills the victim
+// and exits 1.
+//
+// Layout of the victim (any combination; mapped in this order):
+//   --reserve-gib G  an empty PROT_NONE reservation of G GiB (as Go, JVMs,
+//                    ASan, V8 make), never touched
+//   --anon MIB       private anonymous 4 KiB pages (MADV_NOHUGEPAGE), all written
+//   --thp MIB        private anonymous, 2 MiB aligned, MADV_HUGEPAGE, written
+//   --file MIB       MAP_PRIVATE of an unlinked tmpfs file (/dev/shm), every
+//                    page written (copy-on-write anonymous copies)
+//   --sparse-mib MIB a MADV_NOHUGEPAGE region with one page written per 2 MiB
+//   --vmas N --vma-kib K
+//                    N adjacent VMAs of K KiB of 4 KiB pages, all written, with
+//                    alternating protections so that they do not merge
+//
+// --cap 0 = no cap (SIZE_MAX). The victim is frozen before the kill: a
+// killed task in a frozen v1 cgroup stays frozen, so nothing but the reaper
+// frees its memory.
+// "ran" compares the victim's utime+stime, voluntary and involuntary context
+// switches and se.sum_exec_runtime (/proc/PID/sched, if present) read before
+// the kill with the same read after the last call.
+//
+// EAGAIN (walk not over, nothing unmapped) and EBUSY (mmap_lock contended)
+// are called again at once; 0 ends the reaping, and one more call checks
+// that 0 stays 0. try_reap_dying_process's number is read from
+// /sys/kernel/mm/reap_dying/syscall_nr. Times are CLOCK_MONOTONIC ns.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+#ifndef SYS_process_mrelease
+#define SYS_process_mrelease 448
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#define KIB 1024UL
+#define MIB (1024UL * KIB)
+#define GIB (1024UL * MIB)
+#define PMD_BYTES (2 * MIB)
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static pid_t victim;
+static char group[2048];  // the victim's freezer cgroup
+static void thaw(void);
+
+// Fails the run; a victim already forked is killed and thawed so that it goes.
+static void die(const char *what) {
+  fprintf(stderr, "bounds: %s: %s\n", what, strerror(errno));
+  if (victim > 0) {
+    kill(victim, SIGKILL);
+    thaw();
+    waitpid(victim, NULL, 0);
+  }
+  if (group[0]) rmdir(group);
+  exit(1);
+}
+
+// ---------------------------------------------------------------- options
+static const char *opt_freezer, *opt_method = "tryreap";
+static uint64_t opt_cap;  // 0: SIZE_MAX
+static unsigned long opt_reserve_gib, opt_anon, opt_thp, opt_file, opt_sparse, opt_vmas, opt_vma_kib = 4;
+static int opt_cpu = 1, opt_build_cpu = -1;
+static long opt_max_calls = 4000000, opt_timeout_ms = 120000;
+
+static void parse(int argc, char **argv) {
+  if (argc < 2 || strcmp(argv[1], "run")) {
+    fprintf(stderr, "usage: bounds run --freezer GROUP --method tryreap|mrelease [--cap BYTES] [layout] (see the source)\n");
+    exit(2);
+  }
+  for (int i = 2; i < argc; i += 2) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!v) { fprintf(stderr, "bounds: %s needs a value\n", a); exit(2); }
+    if (!strcmp(a, "--freezer")) opt_freezer = v;
+    else if (!strcmp(a, "--method")) opt_method = v;
+    else if (!strcmp(a, "--cap")) opt_cap = strtoull(v, NULL, 10);
+    else if (!strcmp(a, "--reserve-gib")) opt_reserve_gib = strtoul(v, NULL, 10);
+    else if (!strcmp(a, "--anon")) opt_anon = strtoul(v, NULL, 10);
+    else if (!strcmp(a, "--thp")) opt_thp = strtoul(v, NULL, 10);
+    else if (!strcmp(a, "--file")) opt_file = strtoul(v, NULL, 10);
+    else if (!strcmp(a, "--sparse-mib")) opt_sparse = strtoul(v, NULL, 10);
+    else if (!strcmp(a, "--vmas")) opt_vmas = strtoul(v, NULL, 10);
+    else if (!strcmp(a, "--vma-kib")) opt_vma_kib = strtoul(v, NULL, 10);
+    else if (!strcmp(a, "--cpu")) opt_cpu = atoi(v);
+    else if (!strcmp(a, "--build-cpu")) opt_build_cpu = atoi(v);
+    else if (!strcmp(a, "--max-calls")) opt_max_calls = atol(v);
+    else if (!strcmp(a, "--timeout-ms")) opt_timeout_ms = atol(v);
+    else { fprintf(stderr, "bounds: unknown option %s\n", a); exit(2); }
+  }
+  if (!opt_freezer) { fprintf(stderr, "bounds: --freezer is required\n"); exit(2); }
+  if (opt_build_cpu < 0) opt_build_cpu = opt_cpu;
+  if (strcmp(opt_method, "tryreap") && strcmp(opt_method, "mrelease")) {
+    fprintf(stderr, "bounds: unknown method %s\n", opt_method);
+    exit(2);
+  }
+  if (opt_vma_kib == 0 || opt_vma_kib % 4) { fprintf(stderr, "bounds: --vma-kib must be a multiple of 4\n"); exit(2); }
+}
+
+// ---------------------------------------------------------------- the victim
+static void populate(char *p, size_t bytes) {
+  long page = sysconf(_SC_PAGESIZE);
+  // Write-faults every page from the kernel (no trap per page: faster under
+  // TCG); a private file page gets its copy-on-write anonymous copy.
+  if (madvise(p, bytes, MADV_POPULATE_WRITE) != 0) {
+    if (errno != EINVAL) die("madvise(MADV_POPULATE_WRITE)");
+    for (size_t off = 0; off < bytes; off += page) p[off] = 1;  // before Linux 5.14: fault each page
+  }
+}
+
+static char *map_anon(size_t bytes, int advice) {
+  char *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) die("mmap");
+  if (madvise(p, bytes, advice) != 0) die("madvise");
+  return p;
+}
+
+static char *reserve_addr;
+
+static void build_victim(void) {
+  if (opt_reserve_gib) {
+    reserve_addr = mmap(NULL, opt_reserve_gib * GIB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (reserve_addr == MAP_FAILED) die("mmap reservation");
+  }
+  if (opt_anon) populate(map_anon(opt_anon * MIB, MADV_NOHUGEPAGE), opt_anon * MIB);
+  if (opt_thp) {
+    size_t bytes = (opt_thp * MIB + PMD_BYTES - 1) & ~(PMD_BYTES - 1);
+    char *raw = mmap(NULL, bytes + PMD_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) die("mmap thp");
+    char *p = (char *)(((uintptr_t)raw + PMD_BYTES - 1) & ~(PMD_BYTES - 1));
+    if (p > raw) munmap(raw, p - raw);
+    munmap(p + bytes, raw + PMD_BYTES - p);
+    if (madvise(p, bytes, MADV_HUGEPAGE) != 0) die("madvise(MADV_HUGEPAGE)");
+    populate(p, bytes);
+  }
+  if (opt_file) {
+    char path[] = "/dev/shm/bounds-victim-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) die("mkstemp");
+    if (ftruncate(fd, (off_t)(opt_file * MIB)) != 0) die("ftruncate");
+    char *p = mmap(NULL, opt_file * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) die("mmap file");
+    unlink(path);
+    close(fd);
+    populate(p, opt_file * MIB);
+  }
+  if (opt_sparse) {
+    char *p = map_anon(opt_sparse * MIB, MADV_NOHUGEPAGE);
+    for (size_t off = 0; off < opt_sparse * MIB; off += PMD_BYTES) p[off] = 1;
+  }
+  if (opt_vmas) {
+    size_t each = opt_vma_kib * KIB, bytes = opt_vmas * each;
+    char *p = map_anon(bytes, MADV_NOHUGEPAGE);
+    populate(p, bytes);
+    for (unsigned long i = 1; i < opt_vmas; i += 2) {
+      if (mprotect(p + i * each, each, PROT_READ) != 0) die("mprotect");
+    }
+  }
+}
+
+// ---------------------------------------------------------------- /proc and /sys
+static int read_file(const char *path, char *buf, size_t size) {
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, buf, size - 1);
+  close(fd);
+  if (n < 0) return -1;
+  buf[n] = 0;
+  return (int)n;
+}
+
+static long long read_number(const char *path) {
+  char buf[64];
+  return read_file(path, buf, sizeof buf) > 0 ? strtoll(buf, NULL, 10) : -1;
+}
+
+static int write_file(const char *path, const char *text) {
+  int fd = open(path, O_WRONLY);
+  int ok = fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text);
+  if (fd >= 0) close(fd);
+  return ok ? 0 : -1;
+}
+
+static long long field_after(const char *text, const char *key) {
+  const char *p = strstr(text, key);
+  return p ? strtoll(p + strlen(key), NULL, 10) : -1;
+}
+
+// What shows whether the victim ran: CPU time, context switches, runtime.
+struct ran {
+  long long utime, stime, nvcsw, nivcsw, sum_exec_ns;
+  char state;
+};
+
+static struct ran read_ran(int pid) {
+  static char buf[16384];
+  char path[64];
+  struct ran r = {-1, -1, -1, -1, -1, '?'};
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  if (read_file(path, buf, sizeof buf) > 0) {
+    char *p = strrchr(buf, ')');
+    // after ") ": state(3) ppid ... utime(14) stime(15)
+    if (p && sscanf(p + 2, "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lld %lld", &r.state, &r.utime, &r.stime) != 3) r.state = '?';
+  }
+  snprintf(path, sizeof path, "/proc/%d/status", pid);
+  if (read_file(path, buf, sizeof buf) > 0) {
+    r.nvcsw = field_after(buf, "\nvoluntary_ctxt_switches:");
+    r.nivcsw = field_after(buf, "\nnonvoluntary_ctxt_switches:");
+  }
+  snprintf(path, sizeof path, "/proc/%d/sched", pid);
+  if (read_file(path, buf, sizeof buf) > 0) {
+    // "se.sum_exec_runtime   :   1234.567890" (ms with ns decimals)
+    char *p = strstr(buf, "se.sum_exec_runtime");
+    if (p && (p = strchr(p, ':'))) {
+      long long ms = 0, frac = 0;
+      if (sscanf(p + 1, " %lld.%lld", &ms, &frac) >= 1) r.sum_exec_ns = ms * 1000000 + frac;
+    }
+  }
+  return r;
+}
+
+static int same_ran(struct ran a, struct ran b) {
+  return a.utime == b.utime && a.stime == b.stime && a.nvcsw == b.nvcsw && a.nivcsw == b.nivcsw &&
+         a.sum_exec_ns == b.sum_exec_ns;
+}
+
+static long long rss_pages(int pid) {
+  char path[64], buf[256];
+  long long size, resident;
+  snprintf(path, sizeof path, "/proc/%d/statm", pid);
+  if (read_file(path, buf, sizeof buf) <= 0 || sscanf(buf, "%lld %lld", &size, &resident) != 2) return -1;
+  return resident;
+}
+
+static long long smaps_kb(int pid, const char *key) {
+  static char buf[8192];
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/smaps_rollup", pid);
+  return read_file(path, buf, sizeof buf) > 0 ? field_after(buf, key) : -1;
+}
+
+static long count_vmas(int pid) {
+  char path[64], buf[65536];
+  snprintf(path, sizeof path, "/proc/%d/maps", pid);
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return -1;
+  long lines = 0;
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0)
+    for (ssize_t i = 0; i < n; i++) lines += buf[i] == '\n';
+  close(fd);
+  return lines;
+}
+
+static int frozen(void) {
+  char path[4096], buf[64];
+  snprintf(path, sizeof path, "%s/freezer.state", group);
+  return read_file(path, buf, sizeof buf) > 0 && !strncmp(buf, "FROZEN", 6);
+}
+
+static void pin(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (sched_setaffinity(0, sizeof set, &set) != 0) die("sched_setaffinity");
+}
+
+static void freeze(int pid) {
+  char path[4096], text[32];
+  if (snprintf(group, sizeof group, "%s/bounds-%d", opt_freezer, (int)getpid()) >= (int)sizeof group) {
+    group[0] = 0;
+    errno = ENAMETOOLONG;
+    die(opt_freezer);
+  }
+  if (mkdir(group, 0755) != 0) {
+    group[0] = 0;
+    die("mkdir (freezer cgroup)");
+  }
+  snprintf(path, sizeof path, "%s/cgroup.procs", group);
+  snprintf(text, sizeof text, "%d", pid);
+  if (write_file(path, text) != 0) die(path);
+  snprintf(path, sizeof path, "%s/freezer.state", group);
+  if (write_file(path, "FROZEN") != 0) die(path);
+  for (uint64_t until = now_ns() + 10000000000ull; !frozen(); usleep(1000)) {
+    errno = ETIMEDOUT;
+    if (now_ns() > until) die("freezing the victim");
+  }
+}
+
+static void thaw(void) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/freezer.state", group);
+  write_file(path, "THAWED");
+}
+
+// What else the kernel did meanwhile (page migration, compaction, reclaim).
+static const char *vmstat_keys[] = {"pgmigrate_success", "compact_stall", "compact_migrate_scanned", "pgscan_kswapd", "thp_collapse_alloc"};
+#define NVMSTAT (sizeof vmstat_keys / sizeof *vmstat_keys)
+
+static void read_vmstat(long long *out) {
+  static char buf[16384];
+  char key[64];
+  int ok = read_file("/proc/vmstat", buf, sizeof buf) > 0;
+  for (size_t i = 0; i < NVMSTAT; i++) {
+    snprintf(key, sizeof key, "\n%s ", vmstat_keys[i]);
+    out[i] = ok ? field_after(buf, key) : -1;
+  }
+}
+
+struct counters {
+  long long calls, pages_reaped, busy;
+};
+
+static struct counters read_counters(void) {
+  return (struct counters){
+      read_number("/sys/kernel/mm/reap_dying/calls"),
+      read_number("/sys/kernel/mm/reap_dying/pages_reaped"),
+      read_number("/sys/kernel/mm/reap_dying/busy"),
+  };
+}
+
+// ---------------------------------------------------------------- calls
+struct call {
+  uint64_t ns;
+  long ret;  // bytes, or -errno
+};
+static struct call *calls;
+static long ncalls;
+
+static long timed(long nr, int pidfd, size_t cap) {
+  uint64_t start = now_ns();
+  long ret = nr == SYS_process_mrelease ? syscall(nr, pidfd, 0) : syscall(nr, pidfd, 0, cap);
+  uint64_t end = now_ns();
+  ret = ret < 0 ? -errno : ret;
+  if (ncalls < opt_max_calls) calls[ncalls++] = (struct call){end - start, ret};
+  return ret;
+}
+
+// A fixed piece of user-space work, timed: the best of three. Under QEMU TCG
+// on a busy host the vCPU thread may share a host core; this shows how fast
+// the vCPU ran just before the kill and just after the last call.
+static uint64_t calibrate(void) {
+  uint64_t best = UINT64_MAX;
+  for (int round = 0; round < 3; round++) {
+    uint64_t start = now_ns();
+    for (volatile unsigned long i = 0; i < 200000; i++) {
+    }
+    uint64_t ns = now_ns() - start;
+    if (ns < best) best = ns;
+  }
+  return best;
+}
+
+// ---------------------------------------------------------------- output
+static void print_ran(const char *name, struct ran r) {
+  printf("\"%s\":{\"state\":\"%c\",\"utime\":%lld,\"stime\":%lld,\"nvcsw\":%lld,\"nivcsw\":%lld,\"sumExecNs\":%lld}", name,
+         r.state, r.utime, r.stime, r.nvcsw, r.nivcsw, r.sum_exec_ns);
+}
+
+int main(int argc, char **argv) {
+  parse(argc, argv);
+  pin(opt_build_cpu);  // the victim inherits it
+  long nr = -1;
+  if (!strcmp(opt_method, "tryreap")) {
+    nr = read_number("/sys/kernel/mm/reap_dying/syscall_nr");
+    if (nr < 0) { fprintf(stderr, "bounds: try_reap_dying_process not available (no /sys/kernel/mm/reap_dying/syscall_nr)\n"); return 3; }
+  } else {
+    nr = SYS_process_mrelease;
+  }
+  size_t cap = opt_cap ? (size_t)opt_cap : SIZE_MAX;
+
+  // The victim is forked before this program allocates anything big.
+  int ready[2];
+  if (pipe(ready) != 0) die("pipe");
+  uint64_t t_setup = now_ns();
+  pid_t pid = victim = fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) {
+    close(ready[0]);
+    build_victim();
+    if (write(ready[1], &reserve_addr, sizeof reserve_addr) != sizeof reserve_addr) _exit(1);
+    for (;;) pause();
+  }
+  close(ready[1]);
+  if (read(ready[0], &reserve_addr, sizeof reserve_addr) != sizeof reserve_addr) {
+    errno = EIO;
+    die("the victim failed to build its layout");
+  }
+  close(ready[0]);
+  double setup_ms = (double)(now_ns() - t_setup) / 1e6;
+  calls = calloc((size_t)opt_max_calls, sizeof *calls);
+  if (!calls) die("calloc");
+  long vmas = count_vmas(pid);
+  long long thp_kb = smaps_kb(pid, "\nAnonHugePages:");
+
+  freeze(pid);
+  printf("frozen\n");
+  fflush(stdout);
+  char line[64];
+  if (!fgets(line, sizeof line, stdin)) {
+    errno = ECANCELED;
+    die("no go on stdin");
+  }
+  pin(opt_cpu);
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (pidfd < 0) die("pidfd_open");
+  long long rss_before = rss_pages(pid);
+  struct counters c0 = read_counters();
+  struct ran before = read_ran(pid);
+  int frozen_before = frozen();
+  long long vm0[NVMSTAT], vm1[NVMSTAT];
+  read_vmstat(vm0);
+  struct rusage ru0, ru1;
+  uint64_t cal_before = calibrate();
+  getrusage(RUSAGE_SELF, &ru0);
+
+  if (syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) != 0) die("pidfd_send_signal");
+  uint64_t t_kill = now_ns(), deadline = t_kill + (uint64_t)opt_timeout_ms * 1000000ull;
+  long ebusy = 0, eagain = 0, positive = 0, other = 0, first_other = 0;
+  long long bytes = 0, max_ret = 0;
+  const char *ended = "zero";
+  if (nr == SYS_process_mrelease) {
+    long ret = timed(nr, pidfd, 0);
+    ended = ret == 0 ? "done" : "error";
+    if (ret < 0) { other++; first_other = ret; }
+  } else {
+    for (;;) {
+      long ret = timed(nr, pidfd, cap);
+      if (ret > 0) {
+        positive++;
+        bytes += ret;
+        if (ret > max_ret) max_ret = ret;
+      } else if (ret == -EAGAIN) {
+        eagain++;
+      } else if (ret == -EBUSY) {
+        ebusy++;
+      } else if (ret == 0) {
+        break;
+      } else {
+        other++;
+        first_other = ret;
+        ended = "error";
+        break;
+      }
+      if (ncalls >= opt_max_calls) { ended = "max-calls"; break; }
+      if (now_ns() > deadline) { ended = "timeout"; break; }
+    }
+  }
+  uint64_t t_end = now_ns();
+  getrusage(RUSAGE_SELF, &ru1);
+  uint64_t cal_after = calibrate();
+  read_vmstat(vm1);
+  struct ran after = read_ran(pid);
+  int frozen_after = frozen();
+  long long rss_after = rss_pages(pid);
+  struct counters c1 = read_counters();
+  // 0 must stay 0 until the mm is released (outside the timed calls).
+  long again = nr == SYS_process_mrelease ? 0 : syscall(nr, pidfd, 0, cap);
+  if (again < 0) again = -errno;
+
+  uint64_t t_thaw = now_ns();
+  thaw();
+  int status = 0;
+  victim = 0;
+  if (waitpid(pid, &status, 0) != pid) die("waitpid");
+  double exit_ms = (double)(now_ns() - t_thaw) / 1e6;
+  if (rmdir(group) != 0) die("rmdir (freezer cgroup)");
+
+  printf("{\"method\":\"%s\",\"cap\":%" PRIu64 ",\"pid\":%d,\"cpu\":%d,\"buildCpu\":%d,\"setupMs\":%.1f,\"vmas\":%ld,\"thpBytes\":%lld,",
+         opt_method, opt_cap, (int)pid, opt_cpu, opt_build_cpu, setup_ms, vmas, thp_kb < 0 ? -1 : thp_kb * 1024);
+  printf("\"reserveAddr\":\"%p\",\"pageSize\":%ld,\"rssBefore\":%lld,\"rssAfter\":%lld,", (void *)reserve_addr,
+         sysconf(_SC_PAGESIZE), rss_before, rss_after);
+  printf("\"ended\":\"%s\",\"again\":%ld,\"calls\":%ld,\"positive\":%ld,\"eagain\":%ld,\"ebusy\":%ld,\"otherErrors\":%ld,\"firstOther\":%ld,",
+         ended, again, ncalls, positive, eagain, ebusy, other, first_other);
+  printf("\"bytes\":%lld,\"maxResult\":%lld,\"wallNs\":%" PRIu64 ",\"exitMs\":%.1f,", bytes, max_ret, t_end - t_kill, exit_ms);
+  printf("\"counters\":{\"calls\":%lld,\"pagesReaped\":%lld,\"busy\":%lld},", c1.calls - c0.calls,
+         c1.pages_reaped - c0.pages_reaped, c1.busy - c0.busy);
+  printf("\"calibrationNs\":[%" PRIu64 ",%" PRIu64 "],", cal_before, cal_after);
+  printf("\"reaperCsw\":[%ld,%ld],\"vmstat\":{", ru1.ru_nvcsw - ru0.ru_nvcsw, ru1.ru_nivcsw - ru0.ru_nivcsw);
+  for (size_t i = 0; i < NVMSTAT; i++) printf("%s\"%s\":%lld", i ? "," : "", vmstat_keys[i], vm1[i] - vm0[i]);
+  printf("},");
+  printf("\"frozen\":[%s,%s],\"victimRan\":%s,", frozen_before ? "true" : "false", frozen_after ? "true" : "false",
+         same_ran(before, after) && frozen_before && frozen_after ? "false" : "true");
+  print_ran("before", before);
+  putchar(',');
+  print_ran("after", after);
+  printf(",\"exit\":%d,\"ns\":[", status);
+  for (long i = 0; i < ncalls; i++) printf("%s%" PRIu64, i ? "," : "", calls[i].ns);
+  // Results, run-length encoded as [value, count] (most runs are long runs of
+  // the cap, or of EAGAIN).
+  printf("],\"results\":[");
+  for (long i = 0, first = 1; i < ncalls;) {
+    long j = i;
+    while (j < ncalls && calls[j].ret == calls[i].ret) j++;
+    printf("%s[%ld,%ld]", first ? "" : ",", calls[i].ret, j - i);
+    first = 0;
+    i = j;
+  }
+  printf("]}\n");
+  return 0;
+}
