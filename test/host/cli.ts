@@ -2,35 +2,14 @@
 // and once through the real bin shim.
 import t from 'tap'
 import { execFile } from 'node:child_process'
-import { chmodSync, cpSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { describeError, main, parseCommand, summary, writeProgress, USAGE } from '../../src/cli'
 import { systemError, reapUnavailableError } from '../../src/errors'
 import { MiB, startHog, startSleeper, killQuietly } from '../fixtures/victims'
+import { publicCopyOfPackage } from '../fixtures/public-copy'
 
 const BIN = join(__dirname, '..', '..', 'bin', 'pidfd-reap')
-
-// The package as the bin shim needs it (dist, the addon, node-gyp-build), in
-// a temporary directory that every user can read.
-function publicCopyOfPackage(): string {
-  const root = join(__dirname, '..', '..')
-  const dir = mkdtempSync(join(tmpdir(), 'pidfd-reap-cli-'))
-  for (const part of ['package.json', 'bin', 'dist', 'build/Release', 'node_modules/node-gyp-build']) {
-    cpSync(join(root, part), join(dir, part), { recursive: true })
-  }
-  makeReadable(dir)
-  return dir
-}
-
-// a+rX, as a clone made under umask 077 keeps its files private.
-function makeReadable(path: string): void {
-  const mode = statSync(path).mode
-  const isDir = (mode & 0o170000) === 0o040000
-  chmodSync(path, mode | 0o444 | (isDir || mode & 0o111 ? 0o111 : 0))
-  if (isDir) for (const entry of readdirSync(path)) makeReadable(join(path, entry))
-}
 
 function fakeIo(isTTY = false) {
   const io = { out: '', err: '', stdout: { isTTY, write: (s: string) => (io.out += s) }, stderr: { write: (s: string) => (io.err += s) } }
@@ -164,11 +143,11 @@ t.test('the bin shim, for real, including EPERM as an unprivileged user', async 
   // checkout may be private (a clone under a mode-0700 home). env -i: without
   // tap's coverage hooks, which would write to .tap/ as nobody.
   const shared = publicCopyOfPackage()
-  t.teardown(() => rmSync(shared, { recursive: true, force: true }))
-  const denied = await run('env', ['-i', process.execPath, join(shared, 'bin', 'pidfd-reap'), 'kill', String(sleeper.pid)], {
+  t.teardown(shared.remove)
+  const denied = await run('env', ['-i', process.execPath, join(shared.dir, 'bin', 'pidfd-reap'), 'kill', String(sleeper.pid)], {
     uid: 65534,
     gid: 65534,
-    cwd: shared,
+    cwd: shared.dir,
   }).catch((e) => e)
   t.equal(denied.code, 1)
   t.equal(denied.stderr, `pidfd-reap: not permitted: process ${sleeper.pid} is not dying or you may not signal it\n`)

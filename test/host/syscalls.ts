@@ -9,8 +9,8 @@ import * as api from '../../src/index'
 import { native } from '../../src/binding'
 import { kernelBackend } from '../../src/reaper'
 import { killQuietly, startSleeper } from '../fixtures/victims'
+import { publicCopyOfPackage } from '../fixtures/public-copy'
 
-const ROOT = join(__dirname, '..', '..')
 
 function unusedPid(): number {
   for (let pid = 4_000_000; pid > 1000; pid--) if (!existsSync(`/proc/${pid}`)) return pid
@@ -136,13 +136,16 @@ t.test('signals, mrelease and their errors on real processes', async (t) => {
 t.test('EPERM: an unprivileged user may not signal our process', async (t) => {
   const sleeper = startSleeper()
   t.teardown(() => killQuietly(sleeper))
+  // As nobody, from a world-readable copy: the checkout may be private.
+  const shared = publicCopyOfPackage()
+  t.teardown(shared.remove)
   const script = `
-    const api = require(${JSON.stringify(join(ROOT, 'dist', 'index.js'))})
+    const api = require(${JSON.stringify(join(shared.dir, 'dist', 'index.js'))})
     const fd = api.pidfdOpen(${sleeper.pid})
     try { api.pidfdSendSignal(fd, 'SIGKILL') } catch (e) { console.log(JSON.stringify({ code: e.code, errno: e.errno, message: e.message })) }
   `
   // env -i: without tap's coverage hooks, which would write to .tap/ as nobody.
-  const output = execFileSync('env', ['-i', process.execPath, '-e', script], { uid: 65534, gid: 65534, encoding: 'utf8' })
+  const output = execFileSync('env', ['-i', process.execPath, '-e', script], { uid: 65534, gid: 65534, cwd: shared.dir, encoding: 'utf8' })
   t.same(JSON.parse(output), { code: 'EPERM', errno: -1, message: 'EPERM: operation not permitted, pidfd_send_signal' })
   t.equal(sleeper.child.exitCode, null, 'still alive')
   t.equal(sleeper.child.signalCode, null)
