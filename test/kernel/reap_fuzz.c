@@ -348,9 +348,13 @@ static void fuzz_one(struct caller *c)
 			fd = c->nkthread && rnd_below(&c->rs, 2) ?
 			     c->kthread[rnd_below(&c->rs, c->nkthread)] : c->kthreadd;
 		}
-		if (fd >= 0 || kind == F_NEGATIVE || kind == F_CLOSED || kind == F_NOT_PIDFD)
+		if (fd >= 0)
 			goto picked;
-		return;
+		/* fds that are no pidfd of anyone's: as for every caller, below */
+		if (kind == F_NOT_PIDFD && !c->nnotpidfd)
+			return;
+		if (kind != F_NEGATIVE && kind != F_CLOSED && kind != F_NOT_PIDFD)
+			return;
 	}
 	switch (kind) {
 	case F_TARGET:
