@@ -21,25 +21,34 @@ const SIZE_UNITS: Record<string, number> = {
 
 const DURATION_UNITS: Record<string, number> = { '': 1, ms: 1, s: 1000, m: 60_000, min: 60_000 }
 
-function parseQuantity(text: unknown, name: string, units: Record<string, number>, example: string): number {
+/** The number and its unit's multiplier, or an error that shows an example. */
+function parseQuantity(text: unknown, name: string, units: Record<string, number>, example: string) {
   if (typeof text !== 'string') throw invalidArgType(name, 'of type string', text)
   const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text)
   const unit = match?.[2].toLowerCase() ?? ''
-  const value = match && Object.hasOwn(units, unit) ? Number(match[1]) * units[unit] : NaN
+  const number = match && Object.hasOwn(units, unit) ? Number(match[1]) : NaN
+  const value = number * units[unit]
   if (!Number.isFinite(value) || value > Number.MAX_SAFE_INTEGER) {
     throw invalidArgValue(name, text, `must be like ${example}`)
   }
-  return value
+  return { number, multiplier: units[unit], value }
 }
 
-/** '16M', '1.5GiB', '4096' -> bytes (whole bytes, rounded down). */
+/**
+ * '16M', '1.5GiB', '4096' -> bytes. With a unit the result is rounded down to
+ * whole bytes; a plain byte count must be whole ('1.5' is an error).
+ */
 export function parseSize(text: string, name = 'size'): number {
-  return Math.floor(parseQuantity(text, name, SIZE_UNITS, "'16M', '512KiB', '1G' or a number of bytes"))
+  const { number, multiplier, value } = parseQuantity(text, name, SIZE_UNITS, "'16M', '512KiB', '1G' or a number of bytes")
+  if (multiplier === 1 && !Number.isInteger(number)) {
+    throw invalidArgValue(name, text, 'must be a whole number of bytes')
+  }
+  return Math.floor(value)
 }
 
 /** '500ms', '2s', '250' (milliseconds) -> milliseconds. */
 export function parseDuration(text: string, name = 'duration'): number {
-  return parseQuantity(text, name, DURATION_UNITS, "'500ms', '2s' or a number of milliseconds")
+  return parseQuantity(text, name, DURATION_UNITS, "'500ms', '2s' or a number of milliseconds").value
 }
 
 const BYTE_UNITS = ['KiB', 'MiB', 'GiB', 'TiB'] as const
