@@ -1,6 +1,7 @@
 // The one place where pidfd-reap builds error objects. System errors look like
 // Node's own fs errors (code, negative errno, syscall, uv-style message);
 // argument errors carry Node's ERR_* codes.
+import { constants as osConstants } from 'node:os'
 import { getSystemErrorMap, inspect } from 'node:util'
 
 export interface SystemError extends Error {
@@ -17,17 +18,8 @@ export const ERR_PIDFD_CLOSED = 'ERR_PIDFD_CLOSED'
 export const ERR_PIDFD_REAP_UNAVAILABLE = 'ERR_PIDFD_REAP_UNAVAILABLE'
 export const ERR_PIDFD_REAP_UNSUPPORTED_PLATFORM = 'ERR_PIDFD_REAP_UNSUPPORTED_PLATFORM'
 
-// Linux errno values; libuv uses the same numbers negated on Linux.
-export const errno = {
-  EPERM: 1,
-  ESRCH: 3,
-  EINTR: 4,
-  EBADF: 9,
-  EAGAIN: 11,
-  EBUSY: 16,
-  EINVAL: 22,
-  ENOSYS: 38,
-} as const
+// Node's own errno table (positive values; libuv uses them negated on Linux).
+export const errno = osConstants.errno
 
 const systemErrors = getSystemErrorMap()
 
