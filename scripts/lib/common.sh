@@ -26,7 +26,9 @@ check_base() {
 }
 
 # ensure_packages PKG...: apt-get install the Debian packages that are not
-# installed yet ('apt-get update' at most once per process).
+# installed yet ('apt-get update' at most once per process). With
+# PIDFD_REAP_NO_INSTALL=1 (set by `pidfd-reap vm`, which must not install
+# system packages behind its user's back) name them and fail instead.
 _apt_updated=0
 ensure_packages() {
 	local missing=() p st
@@ -35,6 +37,8 @@ ensure_packages() {
 		[[ $st == installed ]] || missing+=("$p")
 	done
 	((${#missing[@]})) || return 0
+	[[ ${PIDFD_REAP_NO_INSTALL:-0} != 1 ]] ||
+		die "missing Debian package(s): ${missing[*]} (install them: apt-get install ${missing[*]})"
 	log "installing missing packages: ${missing[*]}"
 	if ((!_apt_updated)); then
 		apt-get update -qq >&2 || die "apt-get update failed"
