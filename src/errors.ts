@@ -10,6 +10,11 @@ export interface SystemError extends Error {
   /** 'EBUSY', 'EPERM', ... or one of pidfd-reap's ERR_* codes. */
   code: string
   syscall: string
+  /**
+   * The process the call concerned, when the call was given a pid or a Pidfd
+   * (as fs errors carry `path`; calls given only an fd carry neither).
+   */
+  pid?: number
 }
 
 export type ArgumentError = (TypeError | RangeError) & { code: string }
@@ -27,25 +32,34 @@ function withCode<E extends Error, F extends object>(error: E, fields: F): E & F
   return Object.assign(error, fields)
 }
 
+/** Node's name and wording for a negative errno: ['EBUSY', 'resource busy or locked']. */
+export function describeErrno(negativeErrno: number): [code: string, description: string] {
+  return systemErrors.get(negativeErrno) ?? [`E${-negativeErrno}`, `unknown system error ${-negativeErrno}`]
+}
+
 /** Error for a failed syscall; `negativeErrno` is what the binding returned. */
-export function systemError(negativeErrno: number, syscall: string): SystemError {
-  const [code, description] = systemErrors.get(negativeErrno) ?? [
-    `E${-negativeErrno}`,
-    `unknown system error ${-negativeErrno}`,
-  ]
-  return withCode(new Error(`${code}: ${description}, ${syscall}`), {
-    errno: negativeErrno,
-    code,
-    syscall,
-  })
+export function systemError(negativeErrno: number, syscall: string, pid?: number): SystemError {
+  const [code, description] = describeErrno(negativeErrno)
+  const subject = pid === undefined ? syscall : `${syscall} (pid ${pid})`
+  return withPid(withCode(new Error(`${code}: ${description}, ${subject}`), { errno: negativeErrno, code, syscall }), pid)
 }
 
 /** try_reap_dying_process was not confirmed by the kernel, so it is never called. */
-export function reapUnavailableError(reason: string): SystemError {
-  return withCode(
-    new Error(`try_reap_dying_process is not available: ${reason}`),
-    { errno: -errno.ENOSYS, code: ERR_PIDFD_REAP_UNAVAILABLE, syscall: 'try_reap_dying_process' },
+export function reapUnavailableError(reason: string, pid?: number): SystemError {
+  return withPid(
+    withCode(new Error(`try_reap_dying_process is not available: ${reason}`), {
+      errno: -errno.ENOSYS,
+      code: ERR_PIDFD_REAP_UNAVAILABLE,
+      syscall: 'try_reap_dying_process',
+    }),
+    pid,
   )
+}
+
+// Only set when known, so that the property is absent (not undefined) otherwise, as in Node.
+function withPid<E extends SystemError>(error: E, pid: number | undefined): E {
+  if (pid !== undefined) error.pid = pid
+  return error
 }
 
 export function closedError(): Error & { code: string } {

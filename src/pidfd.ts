@@ -27,7 +27,7 @@ export class Pidfd {
   /** pidfd_open(pid, flags): refers to that process for as long as it is open. */
   static open(pid: number, flags?: number): Pidfd {
     const validPid = validatePid(pid)
-    const fd = check(native.pidfdOpen(validPid, validateFlags(flags)), 'pidfd_open')
+    const fd = check(native.pidfdOpen(validPid, validateFlags(flags)), 'pidfd_open', validPid)
     native.adoptFd(fd)
     return new Pidfd(validPid, fd)
   }
@@ -59,31 +59,32 @@ export class Pidfd {
   }
 
   sendSignal(signal: string | number): void {
-    check(native.pidfdSendSignal(this.fd, validateSignal(signal)), 'pidfd_send_signal')
+    check(native.pidfdSendSignal(this.fd, validateSignal(signal)), 'pidfd_send_signal', this.pid)
   }
 
   tryReap(maxBytes: number | bigint, flags?: number): number {
-    return check(native.tryReap(this.fd, validateMaxBytes(maxBytes), validateFlags(flags)), 'try_reap_dying_process')
+    const result = native.tryReap(this.fd, validateMaxBytes(maxBytes), validateFlags(flags))
+    return check(result, 'try_reap_dying_process', this.pid)
   }
 
   async tryReapAsync(maxBytes: number | bigint, flags?: number): Promise<number> {
     const max = validateMaxBytes(maxBytes)
     const validFlags = validateFlags(flags)
     const result = await this.withFd((fd) => native.tryReapAsync(fd, max, validFlags))
-    return check(result, 'try_reap_dying_process')
+    return check(result, 'try_reap_dying_process', this.pid)
   }
 
   mrelease(): void {
-    check(native.processMrelease(this.fd), 'process_mrelease')
+    check(native.processMrelease(this.fd), 'process_mrelease', this.pid)
   }
 
   async mreleaseAsync(): Promise<void> {
-    check(await this.withFd((fd) => native.processMreleaseAsync(fd)), 'process_mrelease')
+    check(await this.withFd((fd) => native.processMreleaseAsync(fd)), 'process_mrelease', this.pid)
   }
 
   /** True once the process has exited (the pidfd is readable). Never blocks. */
   hasExited(): boolean {
-    return check(native.pollReadable(this.fd), 'poll') === 1
+    return check(native.pollReadable(this.fd), 'poll', this.pid) === 1
   }
 
   /**
@@ -102,10 +103,11 @@ export class Pidfd {
     const watchId = check(
       native.watchReadable(this.#fd, (status) => {
         this.#exitWait = undefined
-        if (status < 0) settle.reject(systemError(status, 'uv_poll'))
+        if (status < 0) settle.reject(systemError(status, 'uv_poll', this.pid))
         else settle.resolve()
       }),
       'uv_poll_init',
+      this.pid,
     )
     this.#exitWait = { promise, watchId, reject: settle.reject }
     return promise
@@ -130,7 +132,7 @@ export class Pidfd {
   }
 
   #release(): void {
-    check(native.closeFd(this.#fd), 'close')
+    check(native.closeFd(this.#fd), 'close', this.pid)
     this.#fd = -1
   }
 }

@@ -2,7 +2,7 @@
 // results into Node-style errors, plus feature detection and /proc reading.
 import { readFileSync } from 'node:fs'
 import { native } from './binding'
-import { errno, reapUnavailableError, systemError } from './errors'
+import { describeErrno, errno, reapUnavailableError, systemError } from './errors'
 import { validateFd, validateFlags, validateMaxBytes, validatePid, validateSignal } from './validate'
 
 export const constants = {
@@ -24,20 +24,29 @@ export interface Features {
 
 export const REAP_DYING_SYSFS = '/sys/kernel/mm/reap_dying'
 
-/** Throws the error for a negative binding result, or returns the value. */
-export function check(result: number, syscall: string): number {
+/**
+ * Throws the error for a negative binding result, or returns the value. `pid`
+ * is the process the call concerned, when the caller knows it.
+ */
+export function check(result: number, syscall: string, pid?: number): number {
   if (result >= 0) return result
   if (result === -errno.ENOSYS && syscall === 'try_reap_dying_process') {
-    throw reapUnavailableError(unavailableReason())
+    // With a confirmed number the call was made, and the kernel (or a seccomp
+    // filter) answered ENOSYS: that is reported as it is, below.
+    const { syscallNr } = native.features()
+    if (syscallNr < 0) throw reapUnavailableError(unavailableReason(syscallNr), pid)
   }
-  throw systemError(result, syscall)
+  throw systemError(result, syscall, pid)
 }
 
-function unavailableReason(): string {
-  const { syscallNr } = native.features()
-  return syscallNr === -2
-    ? `${native.syscallNrPath} missing (kernel without the reap_dying patch)`
-    : `${native.syscallNrPath} does not hold a valid syscall number`
+/** Why the binding has no confirmed number: its negative errno from reading the sysfs file. */
+function unavailableReason(syscallNr: number): string {
+  const path = native.syscallNrPath
+  if (syscallNr === -errno.ENOENT) return `${path} missing (kernel without the reap_dying patch)`
+  if (syscallNr === -errno.EINVAL) return `${path} does not hold a valid syscall number`
+  // EMFILE, ENOMEM, ...: a passing failure, so the next call reads the file again.
+  const [code, description] = describeErrno(syscallNr)
+  return `${path} could not be read (${code}: ${description})`
 }
 
 export function features(): Features {
@@ -71,7 +80,8 @@ export function reapDyingStats(directory = REAP_DYING_SYSFS): ReapDyingStats | n
 
 /** pidfd_open(2); the pidfd is close-on-exec. Close it with fs.closeSync or use Pidfd. */
 export function pidfdOpen(pid: number, flags?: number): number {
-  return check(native.pidfdOpen(validatePid(pid), validateFlags(flags)), 'pidfd_open')
+  const validPid = validatePid(pid)
+  return check(native.pidfdOpen(validPid, validateFlags(flags)), 'pidfd_open', validPid)
 }
 
 export function pidfdSendSignal(pidfd: number, signal: string | number): void {

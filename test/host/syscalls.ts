@@ -1,5 +1,7 @@
-// Real syscalls on the host kernel (process_mrelease, no try_reap patch):
-// every error the kernel can produce here, produced for real.
+// Real syscalls on the running kernel: every error it can produce here,
+// produced for real. What the kernel offers (try_reap, process_mrelease) is
+// asked of the kernel itself, so the same file passes on this machine's
+// kernel, the patched one, an old one and under a seccomp filter.
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, writeFileSync } from 'node:fs'
@@ -10,18 +12,23 @@ import { native } from '../../src/binding'
 import { kernelBackend } from '../../src/reaper'
 import { killQuietly, startSleeper } from '../fixtures/victims'
 import { publicCopyOfPackage } from '../fixtures/public-copy'
+import { kernelFeatures, mreleaseCode, SYSCALL_NR_FILE } from '../fixtures/kernel-features'
 
+const kernel = kernelFeatures()
 
 function unusedPid(): number {
   for (let pid = 4_000_000; pid > 1000; pid--) if (!existsSync(`/proc/${pid}`)) return pid
   throw new Error('no free pid found')
 }
 
-t.test('features on the host: no try_reap patch, process_mrelease present', async (t) => {
-  t.same(api.features(), { tryReap: null, processMrelease: true })
-  t.equal(api.reapDyingFeature(), null)
-  t.equal(api.reapDyingStats(), null)
-  t.equal(native.syscallNrPath, '/sys/kernel/mm/reap_dying/syscall_nr')
+t.test('features: what the running kernel offers', async (t) => {
+  const tryReap = kernel.tryReapNr === null ? null : { syscallNr: kernel.tryReapNr }
+  t.same(api.features(), { tryReap, processMrelease: kernel.processMrelease })
+  t.same(api.reapDyingFeature(), tryReap)
+  const stats = api.reapDyingStats()
+  if (tryReap) t.match(stats, { calls: Number, pagesReaped: Number, busy: Number }, 'the patched kernel counts')
+  else t.equal(stats, null, 'no counters without the patch')
+  t.equal(native.syscallNrPath, SYSCALL_NR_FILE)
 })
 
 t.test('reapDyingStats reads the counters', async (t) => {
@@ -49,6 +56,13 @@ t.test('try_reap_dying_process is never called without the sysfs file', async (t
   t.teardown(() => killQuietly(sleeper))
   const fd = api.pidfdOpen(sleeper.pid)
   t.teardown(() => closeSync(fd))
+  if (kernel.tryReapNr !== null) {
+    // The patched kernel publishes the number, so the call is made: a live process is not dying.
+    const notDying = { code: 'EPERM', errno: -1, syscall: 'try_reap_dying_process' }
+    t.throws(() => api.tryReapDyingProcess(fd, 0), notDying)
+    await t.rejects(api.tryReapDyingProcessAsync(fd, 4096), notDying)
+    return
+  }
   const unavailable = {
     code: 'ERR_PIDFD_REAP_UNAVAILABLE',
     errno: -38,
@@ -70,6 +84,14 @@ t.test('a confirmed syscall number is reported', async (t) => {
   })
   t.same(mocked.features(), { tryReap: { syscallNr: 463 }, processMrelease: false })
   t.same(mocked.reapDyingFeature(), { syscallNr: 463 })
+  // The call was made, so ENOSYS is the kernel's (or a seccomp filter's) own answer.
+  t.throws(() => mocked.check(-38, 'try_reap_dying_process', 42), {
+    code: 'ENOSYS',
+    errno: -38,
+    syscall: 'try_reap_dying_process',
+    pid: 42,
+    message: 'ENOSYS: function not implemented, try_reap_dying_process (pid 42)',
+  })
 })
 
 t.test('the real backend passes kernel results through unchanged', async (t) => {
@@ -77,8 +99,8 @@ t.test('the real backend passes kernel results through unchanged', async (t) => 
   t.teardown(() => killQuietly(sleeper))
   const fd = api.pidfdOpen(sleeper.pid)
   t.teardown(() => closeSync(fd))
-  t.equal(await kernelBackend.tryReapAsync(fd, 4096n), -38, 'never called: unconfirmed number')
-  t.equal(await kernelBackend.mreleaseAsync(fd), -22, 'live process')
+  t.equal(await kernelBackend.tryReapAsync(fd, 4096n), kernel.tryReapNr === null ? -38 : -1, 'unconfirmed number: never called; else not dying')
+  t.equal(await kernelBackend.mreleaseAsync(fd), kernel.processMrelease ? -22 : -38, 'live process')
   t.equal(kernelBackend.pollReadable(fd), 0)
   t.equal(kernelBackend.sendSignal(fd, 0), 0)
 })
@@ -98,10 +120,11 @@ t.test('an unparsable sysfs file is reported as such', async (t) => {
 })
 
 t.test('pidfd_open', async (t) => {
-  t.throws(() => api.pidfdOpen(unusedPid()), { code: 'ESRCH', errno: -3, syscall: 'pidfd_open', message: 'ESRCH: no such process, pidfd_open' })
+  const pid = unusedPid()
+  t.throws(() => api.pidfdOpen(pid), { code: 'ESRCH', errno: -3, syscall: 'pidfd_open', pid, message: `ESRCH: no such process, pidfd_open (pid ${pid})` })
   const sleeper = startSleeper()
   t.teardown(() => killQuietly(sleeper))
-  t.throws(() => api.pidfdOpen(sleeper.pid, 1), { code: 'EINVAL', errno: -22, syscall: 'pidfd_open' })
+  t.throws(() => api.pidfdOpen(sleeper.pid, 1), { code: 'EINVAL', errno: -22, syscall: 'pidfd_open', pid: sleeper.pid })
   const nonblocking = api.pidfdOpen(sleeper.pid, api.constants.PIDFD_NONBLOCK)
   t.ok(nonblocking > 2)
   closeSync(nonblocking)
@@ -111,26 +134,33 @@ t.test('signals, mrelease and their errors on real processes', async (t) => {
   const sleeper = startSleeper()
   const fd = api.pidfdOpen(sleeper.pid)
   t.teardown(() => closeSync(fd))
+  const mrelease = (code: string) => ({ code: mreleaseCode(kernel, code), syscall: 'process_mrelease' })
 
   api.pidfdSendSignal(fd, 0) // allowed and alive
-  t.throws(() => api.processMrelease(fd), { code: 'EINVAL', syscall: 'process_mrelease' }, 'live process is not dying')
-  await t.rejects(api.processMreleaseAsync(fd), { code: 'EINVAL', errno: -22 })
+  t.throws(() => api.processMrelease(fd), mrelease('EINVAL'), 'live process is not dying')
+  await t.rejects(api.processMreleaseAsync(fd), mrelease('EINVAL'))
 
   const devNull = openSync('/dev/null', 'r')
-  t.throws(() => api.processMrelease(devNull), { code: 'EBADF' }, 'not a pidfd: the kernel says EBADF')
+  t.throws(() => api.processMrelease(devNull), mrelease('EBADF'), 'not a pidfd: the kernel says EBADF')
   t.throws(() => api.pidfdSendSignal(devNull, 0), { code: 'EBADF', syscall: 'pidfd_send_signal' })
   closeSync(devNull)
-  // Closed just now, and nothing ran in between: a closed fd.
-  t.throws(() => api.processMrelease(devNull), { code: 'EBADF', errno: -9, message: 'EBADF: bad file descriptor, process_mrelease' })
-  t.throws(() => api.pidfdSendSignal(devNull, 'SIGKILL'), { code: 'EBADF' })
-  await t.rejects(api.processMreleaseAsync(devNull), { code: 'EBADF' })
+  // Closed just now, and nothing ran in between: a closed fd. Given only an
+  // fd, the error names no pid (as fs errors for fds name no path).
+  const closed = t.throws(() => api.pidfdSendSignal(devNull, 'SIGKILL'), {
+    code: 'EBADF',
+    errno: -9,
+    message: 'EBADF: bad file descriptor, pidfd_send_signal',
+  }) as Error
+  t.notOk('pid' in closed, 'no pid property')
+  t.throws(() => api.processMrelease(devNull), mrelease('EBADF'))
+  await t.rejects(api.processMreleaseAsync(devNull), mrelease('EBADF'))
 
   api.pidfdSendSignal(fd, 'SIGTERM')
   await sleeper.gone // exited and waited for by Node: the pid is released
   t.equal(sleeper.child.signalCode, 'SIGTERM')
   t.throws(() => api.pidfdSendSignal(fd, 'SIGKILL'), { code: 'ESRCH', syscall: 'pidfd_send_signal' })
-  t.throws(() => api.processMrelease(fd), { code: 'ESRCH' })
-  await t.rejects(api.processMreleaseAsync(fd), { code: 'ESRCH' })
+  t.throws(() => api.processMrelease(fd), mrelease('ESRCH'))
+  await t.rejects(api.processMreleaseAsync(fd), mrelease('ESRCH'))
 })
 
 t.test('EPERM: an unprivileged user may not signal our process', async (t) => {

@@ -3,7 +3,7 @@
 import t from 'tap'
 import { inspect } from 'node:util'
 import * as api from '../../src/index'
-import { invalidArgType, invalidArgValue, outOfRange, systemError } from '../../src/errors'
+import { invalidArgType, invalidArgValue, outOfRange, reapUnavailableError, systemError } from '../../src/errors'
 import { validateAbortSignal, validateFunction, validateOptions } from '../../src/validate'
 
 const TYPE = { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' }
@@ -111,6 +111,14 @@ t.test('error shapes', async (t) => {
   t.equal(busy.message, 'EBUSY: resource busy or locked, try_reap_dying_process')
   t.equal(systemError(-1, 'kill').message, 'EPERM: operation not permitted, kill')
   t.match(systemError(-9999, 'x'), { code: 'E9999', message: 'E9999: unknown system error 9999, x' })
+  // The process concerned, when known, as Node's fs errors carry path.
+  t.notOk('pid' in busy, 'absent, not undefined, when unknown')
+  const gone = systemError(-3, 'pidfd_open', 4242)
+  t.match(gone, { code: 'ESRCH', errno: -3, syscall: 'pidfd_open', pid: 4242 })
+  t.equal(gone.message, 'ESRCH: no such process, pidfd_open (pid 4242)')
+  t.same(Object.keys(gone), ['errno', 'code', 'syscall', 'pid'], "Node's field order")
+  t.match(reapUnavailableError('why', 7), { code: 'ERR_PIDFD_REAP_UNAVAILABLE', errno: -38, pid: 7, message: 'try_reap_dying_process is not available: why' })
+  t.notOk('pid' in reapUnavailableError('why'))
 
   t.equal(invalidArgType('pidfd', 'of type number', null).message, 'The "pidfd" argument must be of type number. Received null')
   t.match(invalidArgType('x', 'y', 'a'.repeat(40)).message, /Received type string \('a{24}\.\.\.\)/)
