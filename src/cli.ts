@@ -1,38 +1,62 @@
 // The pidfd-reap command line; bin/pidfd-reap only calls main().
+import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
+import { asUsage, optional, UsageError } from './cli-usage'
 import { Reaper, DEFAULT_CHUNK_BYTES, type ReapProgress, type ReapReport } from './reaper'
 import { features } from './syscalls'
 import { formatBytes, formatDuration, parseDuration, parseSize } from './units'
 import { validatePid } from './validate'
+import { parseVmArgs, runVm, VM_USAGE, type VmCommand } from './vm'
 
 export const USAGE = `Usage:
   pidfd-reap kill <pid> [--chunk SIZE] [--budget SIZE] [--deadline DURATION] [--json]
   pidfd-reap features [--json]
+${VM_USAGE}
   pidfd-reap --help
 
 kill      send SIGKILL to <pid> through a pidfd, then free its memory right away
           (try_reap_dying_process on patched kernels, else process_mrelease)
 features  show which reaping syscalls this kernel has
+vm        run <command> as root in a QEMU guest booted on the patched kernel
+          (built once from Debian's linux-source-6.12, cached in
+          /var/cache/pidfd-reap), with your project (the nearest directory
+          with a package.json at or above this one) shared read-write at the
+          same path; Debian x86-64 hosts, run as root
 
-Options:
-  --chunk SIZE         bytes per reaping call (default ${formatBytes(DEFAULT_CHUNK_BYTES)})
-  --budget SIZE        stop after reaping this much
+Options of kill:
+  --chunk SIZE         bytes per reaping call, at least 1 (default ${formatBytes(DEFAULT_CHUNK_BYTES)})
+  --budget SIZE        stop after reaping this much, at least 1 byte
   --deadline DURATION  stop after this long, counted from the start
   --json               print a JSON report instead of progress lines
+
+Options of vm:
+  --debug              boot the debug kernel (lockdep, KASAN, ...; default --mem 5G)
+  --mem SIZE           guest memory, whole MiB, at least 256M (default 4G)
+  --cpus N             guest CPUs, 1 to 8 (default 2)
+  --timeout DURATION   stop the guest after this long (default 15m)
+
   -h, --help           show this help
 
 SIZE: 4096, 512K, 16M, 1.5G (K/M/G/T and KiB/MiB/GiB/TiB are powers of 1024)
-DURATION: 500ms, 2s, 250 (milliseconds)
+DURATION: 500ms, 2s, 5m, 250 (milliseconds)
 
-Exit status: 0 done, 1 the kill or the reaping failed, 2 usage error.
+Exit status:
+  kill      0 the memory came back (reaped, nothing left to reap, budget
+            reached) or the process exited; 1 the kill failed, the kernel
+            refused to reap, no reaping syscall (unsupported), or the deadline
+            passed with nothing reaped
+  features  0
+  vm        <command>'s; 1 with a "pidfd-reap vm:" or "vm:" message if the
+            guest could not be set up or went wrong (not root, no QEMU, no
+            kernel source, kernel build failure, timeout, kernel warnings);
+            125 if the guest could not start <command>
+  any       2 usage error (the message says what is wrong)
 `
 
 export interface CliIo {
   stdout: { write(text: string): unknown; isTTY?: boolean }
   stderr: { write(text: string): unknown }
 }
-
-class UsageError extends Error {}
 
 interface KillCommand {
   command: 'kill'
@@ -43,13 +67,14 @@ interface KillCommand {
   json: boolean
 }
 
-type Command = KillCommand | { command: 'features'; json: boolean } | { command: 'help' }
+type Command = KillCommand | VmCommand | { command: 'features'; json: boolean } | { command: 'help' }
 
 /** Parses argv (without node and the script); throws UsageError. */
 export function parseCommand(argv: string[]): Command {
-  let parsed
-  try {
-    parsed = parseArgs({
+  // vm has options of its own, and everything after its '--' is the guest's.
+  if (argv[0] === 'vm') return parseVmArgs(argv.slice(1))
+  const parsed = asUsage(() =>
+    parseArgs({
       args: argv,
       allowPositionals: true,
       strict: true,
@@ -60,10 +85,8 @@ export function parseCommand(argv: string[]): Command {
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
-    })
-  } catch (error) {
-    throw new UsageError((error as Error).message)
-  }
+    }),
+  )
   const { values, positionals } = parsed
   if (values.help) return { command: 'help' }
   const [command, ...rest] = positionals
@@ -78,24 +101,27 @@ export function parseCommand(argv: string[]): Command {
   if (rest.length !== 1) throw new UsageError('kill takes exactly one <pid>')
   return {
     command,
-    pid: usage(() => validatePid(/^\d+$/.test(rest[0]) ? Number(rest[0]) : NaN, 'pid')),
-    chunkBytes: option(values.chunk, (text) => parseSize(text, '--chunk')),
-    budgetBytes: option(values.budget, (text) => parseSize(text, '--budget')),
-    deadlineMs: option(values.deadline, (text) => parseDuration(text, '--deadline')),
+    pid: parsePid(rest[0]),
+    chunkBytes: optional(values.chunk, (text) => positiveSize(text, '--chunk')),
+    budgetBytes: optional(values.budget, (text) => positiveSize(text, '--budget')),
+    deadlineMs: optional(values.deadline, (text) => parseDuration(text, '--deadline')),
     json,
   }
 }
 
-function usage<T>(parse: () => T): T {
+function parsePid(text: string): number {
   try {
-    return parse()
-  } catch (error) {
-    throw new UsageError((error as Error).message)
+    return validatePid(/^\d+$/.test(text) ? Number(text) : NaN)
+  } catch {
+    throw new UsageError(`<pid> must be a process ID from 1 to 2147483647; got '${text}'`)
   }
 }
 
-function option<T>(text: string | boolean | undefined, parse: (text: string) => T): T | undefined {
-  return text === undefined ? undefined : usage(() => parse(text as string))
+// A chunk or a budget of 0 bytes would kill without reaping anything.
+function positiveSize(text: string, name: string): number {
+  const bytes = parseSize(text, name)
+  if (bytes < 1) throw new UsageError(`${name} must be at least 1 byte; got '${text}'`)
+  return bytes
 }
 
 /** One clear sentence per errno, for the process the user named. */
@@ -145,11 +171,40 @@ export function writeProgress(io: CliIo, live: boolean, progress: ReapProgress):
   io.stdout.write(live ? `\r\x1b[K${progressLine(progress)}` : `${progressLine(progress)}\n`)
 }
 
+// At most 10 progress lines a second: a log file gets a readable trace, not
+// one line per reaping call. The summary line always follows.
+export const PROGRESS_INTERVAL_MS = 100
+
+/** Calls `write` at most once per `intervalMs`; calls in between are dropped. */
+export function throttle<T>(write: (value: T) => void, intervalMs: number, now: () => number = performance.now.bind(performance)) {
+  let last = -Infinity
+  return (value: T): void => {
+    const time = now()
+    if (time - last < intervalMs) return
+    last = time
+    write(value)
+  }
+}
+
+/** 0 when memory came back or the process exited; 1 when nothing could be reaped. */
+export function exitStatus(report: ReapReport): number {
+  switch (report.stopReason) {
+    case 'exited':
+    case 'done':
+      return 0
+    case 'refused':
+    case 'unsupported':
+      return 1
+    default: // budget, deadline, aborted: did anything come back before?
+      return report.bytesReaped > 0 ? 0 : 1
+  }
+}
+
 async function kill(command: KillCommand, io: CliIo): Promise<number> {
   const { pid, json, ...options } = command
   const reaper = new Reaper(options)
   const live = !json && io.stdout.isTTY === true
-  if (!json) reaper.on('progress', (progress) => writeProgress(io, live, progress))
+  if (!json) reaper.on('progress', throttle((progress: ReapProgress) => writeProgress(io, live, progress), PROGRESS_INTERVAL_MS))
   let report: ReapReport
   try {
     report = await reaper.killAndReap(pid)
@@ -160,7 +215,7 @@ async function kill(command: KillCommand, io: CliIo): Promise<number> {
   }
   if (json) io.stdout.write(`${JSON.stringify(report, null, 2)}\n`)
   else io.stdout.write(`${live ? '\r\x1b[K' : ''}${summary(report)}\n`)
-  return 0
+  return exitStatus(report)
 }
 
 /** Runs the CLI; resolves with the exit status. */
@@ -169,13 +224,15 @@ export async function main(argv: string[], io: CliIo = process): Promise<number>
   try {
     command = parseCommand(argv)
   } catch (error) {
-    io.stderr.write(`pidfd-reap: ${(error as Error).message}\n\n${USAGE}`)
+    // One line: the message says what is wrong; --help has the rest.
+    io.stderr.write(`pidfd-reap: ${(error as Error).message} (see pidfd-reap --help)\n`)
     return 2
   }
   if (command.command === 'help') {
     io.stdout.write(USAGE)
     return 0
   }
+  if (command.command === 'vm') return runVm(command, io.stderr)
   if (command.command === 'features') {
     const available = features()
     io.stdout.write(

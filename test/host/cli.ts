@@ -2,10 +2,13 @@
 // and once through the real bin shim.
 import t from 'tap'
 import { execFile } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { describeError, main, parseCommand, summary, writeProgress, USAGE } from '../../src/cli'
+import { describeError, exitStatus, main, parseCommand, summary, throttle, writeProgress, PROGRESS_INTERVAL_MS, USAGE } from '../../src/cli'
+import { UsageError } from '../../src/cli-usage'
 import { systemError, reapUnavailableError } from '../../src/errors'
+import type { ReapReport } from '../../src/reaper'
 import { MiB, startHog, startSleeper, killQuietly } from '../fixtures/victims'
 import { publicCopyOfPackage } from '../fixtures/public-copy'
 
@@ -29,18 +32,88 @@ t.test('parseCommand', async (t) => {
     [['frobnicate'], /unknown command 'frobnicate'/],
     [['kill'], /exactly one <pid>/],
     [['kill', '1', '2'], /exactly one <pid>/],
-    [['kill', 'abc'], /"pid" is out of range/],
+    [['kill', 'abc'], /^<pid> must be a process ID from 1 to 2147483647; got 'abc'$/],
     [['kill', '-5'], /Unknown option '-5'|exactly one/],
-    [['kill', '0'], /"pid" is out of range/],
-    [['kill', '1.5'], /out of range/],
+    [['kill', '0'], /^<pid> must be .*; got '0'$/],
+    [['kill', '1.5'], /^<pid> must be .*; got '1.5'$/],
+    [['kill', 'NaN'], /^<pid> must be .*; got 'NaN'$/],
+    [['kill', '2147483648'], /^<pid> must be .*; got '2147483648'$/],
     [['kill', '1', '--chunk', 'lots'], /--chunk' must be like/],
+    [['kill', '1', '--chunk', 'NaN'], /--chunk' must be like/],
+    [['kill', '1', '--chunk', '0'], /^--chunk must be at least 1 byte; got '0'$/],
+    [['kill', '1', '--chunk', '0.0001K'], /^--chunk must be at least 1 byte; got '0.0001K'$/],
+    [['kill', '1', '--chunk', '1.5'], /--chunk' must be a whole number of bytes/],
+    [['kill', '1', '--budget', '0.5'], /--budget' must be a whole number of bytes/],
+    [['kill', '1', '--budget', '0'], /^--budget must be at least 1 byte; got '0'$/],
     [['kill', '1', '--budget=-1'], /--budget' must be like/],
     [['kill', '1', '--deadline', 'soon'], /--deadline' must be like/],
+    [['kill', '1', '--deadline=-5ms'], /--deadline' must be like/],
     [['kill', '1', '--nope'], /Unknown option '--nope'/],
     [['kill', '1', '--chunk'], /argument missing/],
+    // parseArgs says this on three lines; a usage error is one.
+    [['kill', '1', '--chunk', '-1'], /^Option '--chunk' argument is ambiguous\. Did you forget .* use '--chunk=-XYZ'\.$/],
     [['features', 'extra'], /unexpected argument 'extra'/],
   ]
-  for (const [argv, message] of usage) t.throws(() => parseCommand(argv), { message }, argv.join(' '))
+  for (const [argv, message] of usage) t.throws(() => parseCommand(argv), { constructor: UsageError, message }, argv.join(' '))
+  // A deadline of 0 is allowed: kill, then stop at once (exit 1 unless it exited).
+  t.match(parseCommand(['kill', '1', '--deadline', '0']), { deadlineMs: 0 })
+})
+
+t.test('usage errors: one line on stderr, exit 2, and nobody is killed', async (t) => {
+  const victim = startSleeper()
+  t.teardown(() => killQuietly(victim))
+  const pid = String(victim.pid)
+  for (const argv of [
+    ['kill', pid, '--chunk', '0'],
+    ['kill', pid, '--chunk', '1.5'],
+    ['kill', pid, '--budget', '0.5'],
+    ['kill', pid, '--budget', '-1'],
+    ['kill', pid, '--deadline', 'NaN'],
+    ['kill', pid, '--bogus'],
+    ['kill', pid, '--chunk'],
+    ['kill', pid, pid],
+  ]) {
+    const io = fakeIo()
+    t.equal(await main(argv, io), 2, argv.join(' '))
+    t.match(io.err, /^pidfd-reap: [^\n]+ \(see pidfd-reap --help\)\n$/, 'one line')
+    t.equal(io.out, '')
+  }
+  // Still running, not even a zombie.
+  t.match(readFileSync(`/proc/${victim.pid}/stat`, 'utf8'), new RegExp(`^${victim.pid} \\(\\S+\\) S `))
+})
+
+t.test('exit status follows the outcome', async (t) => {
+  const report = { pid: 7, mechanism: 'try_reap' as const, calls: 1, busyRetries: 0, elapsedMs: 1, exited: false }
+  const cases: [ReapReport['stopReason'], number, number][] = [
+    ['exited', 0, 0],
+    ['done', 0, 0],
+    ['done', MiB, 0],
+    ['budget', MiB, 0],
+    ['deadline', MiB, 0],
+    ['deadline', 0, 1],
+    ['aborted', MiB, 0],
+    ['aborted', 0, 1],
+    ['refused', 0, 1],
+    ['refused', MiB, 1],
+    ['unsupported', 0, 1],
+  ]
+  for (const [stopReason, bytesReaped, status] of cases) {
+    t.equal(exitStatus({ ...report, stopReason, bytesReaped }), status, `${stopReason} after ${bytesReaped} bytes`)
+  }
+})
+
+t.test('progress lines are throttled', async (t) => {
+  let now = 0
+  const written: number[] = []
+  const write = throttle((n: number) => written.push(n), PROGRESS_INTERVAL_MS, () => now)
+  for (let i = 0; i < 50; i++, now += 10) write(i) // 50 calls in 500 ms
+  t.same(written, [0, 10, 20, 30, 40], 'one per 100 ms')
+  t.equal(PROGRESS_INTERVAL_MS, 100, 'at most 10 lines a second')
+  // The default clock is real time: a burst writes once.
+  const burst: number[] = []
+  const realWrite = throttle((n: number) => burst.push(n), 60_000)
+  for (let i = 0; i < 5; i++) realWrite(i)
+  t.same(burst, [0])
 })
 
 t.test('describeError: one clear sentence per errno', async (t) => {
@@ -63,9 +136,10 @@ t.test('help, usage errors and features', async (t) => {
   let io = fakeIo()
   t.equal(await main(['--help'], io), 0)
   t.equal(io.out, USAGE)
+  t.match(USAGE, /Exit status:\n  kill      0 the memory came back/, '--help documents the exit statuses')
   io = fakeIo()
   t.equal(await main(['kill'], io), 2)
-  t.match(io.err, /^pidfd-reap: kill takes exactly one <pid>\n\nUsage:/)
+  t.equal(io.err, 'pidfd-reap: kill takes exactly one <pid> (see pidfd-reap --help)\n')
   io = fakeIo()
   t.equal(await main(['features'], io), 0)
   t.equal(io.out, 'try_reap_dying_process: not available\nprocess_mrelease: available\n')
@@ -136,7 +210,10 @@ t.test('the bin shim, for real, including EPERM as an unprivileged user', async 
   const run = promisify(execFile)
   const help = await run(BIN, ['--help'])
   t.equal(help.stdout, USAGE)
-  await t.rejects(run(BIN, ['kill', 'nope']), { code: 2 })
+  // A usage error through the real shim: one line, no stack trace.
+  const usage = await run(BIN, ['kill', 'nope', '--chunk', '0']).catch((e) => e)
+  t.equal(usage.code, 2)
+  t.equal(usage.stderr, "pidfd-reap: <pid> must be a process ID from 1 to 2147483647; got 'nope' (see pidfd-reap --help)\n")
   const sleeper = startSleeper()
   t.teardown(() => killQuietly(sleeper))
   // As nobody, from a world-readable copy of what the shim loads: the
