@@ -3,33 +3,39 @@
 // the kernel act on a reused fd number.
 import { native } from './binding'
 import { closedError, systemError } from './errors'
-import { check } from './syscalls'
+import { check, constants } from './syscalls'
 import { validateFlags, validateFunction, validateMaxBytes, validatePid, validateSignal } from './validate'
 
 interface ExitWait {
   promise: Promise<void>
   watchId: number
+  /** The wait's own pidfd, polled instead of the user's fd. */
+  watchFd: number
   reject: (error: Error) => void
 }
 
 export class Pidfd {
   readonly pid: number
   #fd: number
+  /** PIDFD_THREAD if the pidfd was opened for a thread, else 0. */
+  #threadFlag: number
   #closing = false
   #inFlight = 0
   #exitWait: ExitWait | undefined
 
-  private constructor(pid: number, fd: number) {
+  private constructor(pid: number, fd: number, threadFlag: number) {
     this.pid = pid
     this.#fd = fd
+    this.#threadFlag = threadFlag
   }
 
   /** pidfd_open(pid, flags): refers to that process for as long as it is open. */
   static open(pid: number, flags?: number): Pidfd {
     const validPid = validatePid(pid)
-    const fd = check(native.pidfdOpen(validPid, validateFlags(flags)), 'pidfd_open', validPid)
+    const validFlags = validateFlags(flags)
+    const fd = check(native.pidfdOpen(validPid, validFlags), 'pidfd_open', validPid)
     native.adoptFd(fd)
-    return new Pidfd(validPid, fd)
+    return new Pidfd(validPid, fd, validFlags & constants.PIDFD_THREAD)
   }
 
   get closed(): boolean {
@@ -54,7 +60,7 @@ export class Pidfd {
       return await fn(fd)
     } finally {
       this.#inFlight--
-      if (this.#closing && this.#inFlight === 0) this.#release()
+      if (this.#closing && this.#inFlight === 0) this.#releaseDeferred()
     }
   }
 
@@ -90,26 +96,50 @@ export class Pidfd {
   /**
    * Resolves when the process exits, through pidfd readiness on the event loop
    * (no thread, no /proc polling). Rejects with ERR_PIDFD_CLOSED if the pidfd
-   * is closed first. Repeated calls share one wait.
+   * is closed first. Repeated calls share one wait. Never changes the flags of
+   * this.fd.
    */
   exited(): Promise<void> {
     if (this.#closing) return Promise.reject(closedError())
     if (this.#exitWait) return this.#exitWait.promise
+    try {
+      return this.#waitForExit()
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
+  #waitForExit(): Promise<void> {
     if (this.hasExited()) return Promise.resolve()
+    // uv_poll sets O_NONBLOCK on the open file it polls and never clears it,
+    // so the wait polls a pidfd of its own, never the user's.
+    const watchFd = native.pidfdOpen(this.pid, this.#threadFlag)
+    // Still not readable: the process had not exited when watchFd was opened,
+    // so the pid still named it (a pid is reused only after its process exited
+    // and was reaped) and watchFd refers to the same process.
+    if (this.hasExited()) {
+      if (watchFd >= 0) native.closeFd(watchFd)
+      return Promise.resolve()
+    }
+    check(watchFd, 'pidfd_open', this.pid)
+    native.adoptFd(watchFd) // closed with the environment if a worker ends mid-wait
     let settle!: { resolve: () => void; reject: (error: Error) => void }
     const promise = new Promise<void>((resolve, reject) => {
       settle = { resolve, reject }
     })
-    const watchId = check(
-      native.watchReadable(this.#fd, (status) => {
-        this.#exitWait = undefined
-        if (status < 0) settle.reject(systemError(status, 'uv_poll', this.pid))
-        else settle.resolve()
-      }),
-      'uv_poll_init',
-      this.pid,
-    )
-    this.#exitWait = { promise, watchId, reject: settle.reject }
+    const watchId = native.watchReadable(watchFd, (status) => {
+      this.#exitWait = undefined
+      // The addon closes the poll handle when this callback returns; the fd
+      // may only be closed after that (libuv rule).
+      setImmediate(() => native.closeFd(watchFd))
+      if (status < 0) settle.reject(systemError(status, 'uv_poll', this.pid))
+      else settle.resolve()
+    })
+    if (watchId < 0) {
+      native.closeFd(watchFd)
+      throw systemError(watchId, 'uv_poll_init', this.pid)
+    }
+    this.#exitWait = { promise, watchId, watchFd, reject: settle.reject }
     return promise
   }
 
@@ -119,20 +149,31 @@ export class Pidfd {
     this.#closing = true
     const wait = this.#exitWait
     if (wait) {
-      // The poll handle must be gone before the fd is closed (libuv rule).
+      // The poll handle must be gone before its fd is closed (libuv rule).
       native.unwatch(wait.watchId)
+      native.closeFd(wait.watchFd)
       this.#exitWait = undefined
       wait.reject(closedError())
     }
-    if (this.#inFlight === 0) this.#release()
+    if (this.#inFlight === 0) check(this.#release(), 'close', this.pid)
   }
 
   [Symbol.dispose](): void {
     this.close()
   }
 
-  #release(): void {
-    check(native.closeFd(this.#fd), 'close', this.pid)
+  /** Closes the fd: 0 or -errno. */
+  #release(): number {
+    const result = native.closeFd(this.#fd)
     this.#fd = -1
+    return result
+  }
+
+  // The close() that waited for the last async call: a failure (EBADF if the
+  // fd was closed behind this object's back) has no caller left to throw to,
+  // and must not replace that call's own result or error, so it is a warning.
+  #releaseDeferred(): void {
+    const result = this.#release()
+    if (result < 0) process.emitWarning(systemError(result, 'close', this.pid))
   }
 }

@@ -8,6 +8,8 @@ import { validateFd, validateFlags, validateMaxBytes, validatePid, validateSigna
 export const constants = {
   /** pidfd_open flag: the pidfd is non-blocking (O_NONBLOCK). */
   PIDFD_NONBLOCK: 0o4000,
+  /** pidfd_open flag: pid is a thread id and the pidfd refers to that thread (Linux >= 6.9). */
+  PIDFD_THREAD: 0o200,
 } as const
 
 export interface ReapDyingFeature {

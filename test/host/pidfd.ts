@@ -1,17 +1,23 @@
 // The Pidfd class on real processes, expecting what the running kernel offers.
 import t from 'tap'
-import { execFileSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { execFileSync, spawn } from 'node:child_process'
+import { closeSync, constants as fsConstants, existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { Pidfd, ERR_PIDFD_CLOSED } from '../../src/index'
+import { createInterface } from 'node:readline'
+import { Pidfd, ERR_PIDFD_CLOSED, constants } from '../../src/index'
 import { native } from '../../src/binding'
 import { killQuietly, startSleeper } from '../fixtures/victims'
 import { kernelFeatures, mreleaseCode } from '../fixtures/kernel-features'
+import { newFds, openFds, withFdTableFull } from '../fixtures/fds'
 
 const kernel = kernelFeatures()
 
 const CLOSED = { code: ERR_PIDFD_CLOSED, message: 'The pidfd is closed' }
 const fdIsOpen = (fd: number): boolean => existsSync(`/proc/self/fd/${fd}`)
+/** The open file's status flags (O_NONBLOCK, ...), as the kernel reports them. */
+const fileFlags = (fd: number): number => parseInt(/^flags:\s+(\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1], 8)
+const nonblocking = (fd: number): boolean => (fileFlags(fd) & fsConstants.O_NONBLOCK) !== 0
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 
 t.test('open, signal, wait for exit', async (t) => {
   const sleeper = startSleeper()
@@ -93,10 +99,183 @@ t.test('close while waiting rejects the wait and stops polling first', async (t)
   t.teardown(() => killQuietly(sleeper))
   const pidfd = Pidfd.open(sleeper.pid)
   const fd = pidfd.fd
+  const before = openFds()
   const exited = pidfd.exited()
+  const [watchFd] = newFds(before)
   pidfd.close()
   await t.rejects(exited, CLOSED)
   t.notOk(fdIsOpen(fd))
+  t.notOk(fdIsOpen(watchFd), "the wait's own pidfd is closed too")
+})
+
+t.test("exited() never sets O_NONBLOCK on the user's fd", async (t) => {
+  const sleeper = startSleeper()
+  t.teardown(() => killQuietly(sleeper))
+  using pidfd = Pidfd.open(sleeper.pid)
+  t.equal(nonblocking(pidfd.fd), false, 'opened blocking')
+  const before = openFds()
+  const exited = pidfd.exited()
+  const opened = newFds(before)
+  t.equal(opened.length, 1, 'the wait polls a pidfd of its own')
+  // libuv makes the fd it polls non-blocking: that is why it is not the user's.
+  t.equal(nonblocking(opened[0]), true, "libuv set O_NONBLOCK on the wait's pidfd")
+  t.equal(nonblocking(pidfd.fd), false, 'while waiting')
+  pidfd.sendSignal('SIGKILL')
+  await exited
+  t.equal(nonblocking(pidfd.fd), false, 'after the wait')
+  await nextTurn()
+  t.notOk(fdIsOpen(opened[0]), "the wait's pidfd is closed once it is over")
+  await sleeper.gone
+})
+
+const threadPidfds = kernel.threadPidfd || 'PIDFD_THREAD needs Linux >= 6.9'
+t.test('a thread pidfd waits through a thread pidfd of its own', { skip: threadPidfds !== true && threadPidfds }, async (t) => {
+  const sleeper = startSleeper()
+  t.teardown(() => killQuietly(sleeper))
+  using pidfd = Pidfd.open(sleeper.pid, constants.PIDFD_THREAD) // the main thread's tid is the pid
+  t.equal(fileFlags(pidfd.fd) & constants.PIDFD_THREAD, constants.PIDFD_THREAD, 'PIDFD_THREAD is kept as O_EXCL')
+  const before = openFds()
+  const exited = pidfd.exited()
+  const [watchFd] = newFds(before)
+  t.equal(fileFlags(watchFd) & constants.PIDFD_THREAD, constants.PIDFD_THREAD, 'the wait opened a thread pidfd too')
+  pidfd.sendSignal('SIGKILL')
+  await exited
+})
+
+// A shell child that runs `sleep` in the background and reaps it as soon as it
+// dies: a process of ours whose pid is released without Node's help.
+async function startGrandchild(): Promise<{ pid: number; stop: () => Promise<void> }> {
+  const shell = spawn('sh', ['-c', 'sleep 1000 & echo $!; wait'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const shellGone = new Promise((resolve) => shell.once('exit', resolve))
+  const { value: line } = await createInterface({ input: shell.stdout! })[Symbol.asyncIterator]().next()
+  const pid = Number(line)
+  // Signalled only through this pidfd: never a later process that reuses the pid.
+  const pidfd = native.pidfdOpen(pid, 0)
+  const stop = async (): Promise<void> => {
+    native.pidfdSendSignal(pidfd, 9)
+    native.closeFd(pidfd)
+    await shellGone
+  }
+  return { pid, stop }
+}
+
+const sleepMs = (ms: number): void => void Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
+function waitUntil(condition: () => boolean, what: string): void {
+  for (let i = 0; i < 5000 && !condition(); i++) sleepMs(2)
+  if (!condition()) throw new Error(`timed out waiting until ${what}`)
+}
+
+t.test('exited() resolves when the process exits while the wait is being set up', async (t) => {
+  // The kernel outcomes are real; only their timing is arranged, by running
+  // the exit inside the wait's own pidfd_open.
+  let beforeOpen: (() => void) | undefined
+  let afterOpen: (() => void) | undefined
+  const { Pidfd: ArrangedPidfd } = t.mockRequire<typeof import('../../src/pidfd')>('../../src/pidfd', {
+    '../../src/binding': {
+      native: Object.create(native, {
+        pidfdOpen: {
+          value: (pid: number, flags: number) => {
+            beforeOpen?.()
+            const fd = native.pidfdOpen(pid, flags)
+            afterOpen?.()
+            beforeOpen = afterOpen = undefined
+            return fd
+          },
+        },
+      }),
+    },
+  })
+
+  // Exited and reaped before the open: pidfd_open fails (ESRCH), and that is an exit.
+  const grandchild = await startGrandchild()
+  t.teardown(grandchild.stop)
+  const reapedPid = grandchild.pid
+  using reaped = ArrangedPidfd.open(reapedPid)
+  beforeOpen = () => {
+    reaped.sendSignal('SIGKILL')
+    waitUntil(() => !existsSync(`/proc/${reapedPid}`), 'the shell reaped its child')
+  }
+  let before = openFds()
+  await reaped.exited()
+  t.same(newFds(before), [], 'no fd left behind')
+
+  // Exited just after the open: the new pidfd is closed again.
+  const sleeper = startSleeper()
+  t.teardown(() => killQuietly(sleeper))
+  using late = ArrangedPidfd.open(sleeper.pid)
+  afterOpen = () => {
+    late.sendSignal('SIGKILL')
+    waitUntil(() => native.pollReadable(late.fd) === 1, 'the process exited')
+  }
+  before = openFds()
+  await late.exited()
+  t.same(newFds(before), [], 'no fd left behind')
+  t.equal(beforeOpen, undefined, 'the arrangement ran')
+})
+
+t.test('exited() rejects when the wait cannot get a pidfd of its own', async (t) => {
+  const sleeper = startSleeper()
+  t.teardown(() => killQuietly(sleeper))
+  using pidfd = Pidfd.open(sleeper.pid)
+  const exited = withFdTableFull(() => pidfd.exited())
+  await t.rejects(exited, { code: 'EMFILE', syscall: 'pidfd_open', pid: sleeper.pid })
+  t.equal(sleeper.child.exitCode, null, 'nothing happened to the process')
+})
+
+t.test('exited() rejects, and closes its pidfd, when libuv refuses to poll', async (t) => {
+  const sleeper = startSleeper()
+  t.teardown(() => killQuietly(sleeper))
+  using pidfd = Pidfd.open(sleeper.pid)
+  // libuv refuses a second poll handle for an fd number it still watches
+  // (EEXIST): leave a handle on a number that is then closed under it. The
+  // next fd opened, the wait's own pidfd, gets that lowest free number.
+  const stale = native.pidfdOpen(sleeper.pid, 0)
+  const id = native.watchReadable(stale, () => {})
+  t.ok(id > 0)
+  native.closeFd(stale)
+  const before = openFds()
+  const exited = pidfd.exited()
+  // Removed before the event loop runs again: libuv aborts on a handle whose fd is gone.
+  t.equal(native.unwatch(id), true)
+  t.equal(native.unwatch(id), false, 'already gone')
+  await t.rejects(exited, { code: 'EEXIST', syscall: 'uv_poll_init', pid: sleeper.pid })
+  t.same(newFds(before), [], "the wait's pidfd was closed")
+  t.equal(native.watchReadable(99999, () => {}), -9, 'bad fd')
+  // A later wait works.
+  pidfd.sendSignal('SIGKILL')
+  await pidfd.exited()
+})
+
+t.test('a deferred close keeps the call\'s own result and error', async (t) => {
+  const sleeper = startSleeper()
+  t.teardown(() => killQuietly(sleeper))
+  const warnings: Error[] = []
+  const onWarning = (warning: Error): void => void warnings.push(warning)
+  process.on('warning', onWarning)
+  t.teardown(() => void process.off('warning', onWarning))
+  // The fd is closed behind the object's back, so the deferred close fails (EBADF).
+  const first = Pidfd.open(sleeper.pid)
+  const value = await first.withFd(async (fd) => {
+    first.close()
+    closeSync(fd)
+    return 42
+  })
+  t.equal(value, 42, 'the result, not the close error')
+  const second = Pidfd.open(sleeper.pid)
+  const failing = second.withFd(async (fd) => {
+    second.close()
+    closeSync(fd)
+    throw new Error('the call failed')
+  })
+  await t.rejects(failing, { message: 'the call failed' }, 'the error, not the close error')
+  await nextTurn() // warnings are emitted on the next tick
+  const closeFailed = { code: 'EBADF', syscall: 'close', pid: sleeper.pid }
+  t.match(warnings, [closeFailed, closeFailed], 'the close failures are warnings')
+  // An immediate close has its caller to tell.
+  const third = Pidfd.open(sleeper.pid)
+  closeSync(third.fd)
+  t.throws(() => third.close(), closeFailed)
+  t.equal(third.closed, true)
 })
 
 t.test('close during an async call is deferred until the call settles', async (t) => {
@@ -122,19 +301,6 @@ t.test('close during an async call is deferred until the call settles', async (t
   t.notOk(fdIsOpen(secondFd))
   using third = Pidfd.open(sleeper.pid)
   await t.rejects(third.withFd(5 as never), { code: 'ERR_INVALID_ARG_TYPE' })
-})
-
-t.test('exited() reports a watcher that libuv refuses', async (t) => {
-  const sleeper = startSleeper()
-  t.teardown(() => killQuietly(sleeper))
-  using pidfd = Pidfd.open(sleeper.pid)
-  // A second poll handle on the same fd is a real libuv error (EEXIST).
-  const id = native.watchReadable(pidfd.fd, () => {})
-  t.ok(id > 0)
-  t.throws(() => pidfd.exited(), { code: 'EEXIST', syscall: 'uv_poll_init' })
-  t.equal(native.unwatch(id), true)
-  t.equal(native.unwatch(id), false, 'already gone')
-  t.equal(native.watchReadable(99999, () => {}), -9, 'bad fd')
 })
 
 t.test('exited() rejects when polling fails', async (t) => {
