@@ -9,7 +9,6 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as api from '../../src/index'
 import { native } from '../../src/binding'
-import { kernelBackend } from '../../src/reaper'
 import { killQuietly, startSleeper } from '../fixtures/victims'
 import { publicCopyOfPackage } from '../fixtures/public-copy'
 import { kernelFeatures, mreleaseCode, SYSCALL_NR_FILE } from '../fixtures/kernel-features'
@@ -94,15 +93,15 @@ t.test('a confirmed syscall number is reported', async (t) => {
   })
 })
 
-t.test('the real backend passes kernel results through unchanged', async (t) => {
+t.test('the raw binding passes kernel results through unchanged', async (t) => {
   const sleeper = startSleeper()
   t.teardown(() => killQuietly(sleeper))
   const fd = api.pidfdOpen(sleeper.pid)
   t.teardown(() => closeSync(fd))
-  t.equal(await kernelBackend.tryReapAsync(fd, 4096n), kernel.tryReapNr === null ? -38 : -1, 'unconfirmed number: never called; else not dying')
-  t.equal(await kernelBackend.mreleaseAsync(fd), kernel.processMrelease ? -22 : -38, 'live process')
-  t.equal(kernelBackend.pollReadable(fd), 0)
-  t.equal(kernelBackend.sendSignal(fd, 0), 0)
+  t.equal(await native.tryReapAsync(fd, 4096n, 0), kernel.tryReapNr === null ? -38 : -1, 'unconfirmed number: never called; else not dying')
+  t.equal(await native.processMreleaseAsync(fd), kernel.processMrelease ? -22 : -38, 'live process')
+  t.equal(native.pollReadable(fd), 0)
+  t.equal(native.pidfdSendSignal(fd, 0), 0)
 })
 
 t.test('an unparsable sysfs file is reported as such', async (t) => {
