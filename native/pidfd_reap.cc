@@ -1,6 +1,7 @@
 // Native half of pidfd-reap: thin, errno-returning wrappers around the pidfd
-// syscalls, try_reap_dying_process and process_mrelease, plus a uv_poll based
-// readiness watcher for pidfds.
+// syscalls, try_reap_dying_process and process_mrelease, a uv_poll based
+// readiness watcher for pidfds, and the reaping job of killAndReap (its whole
+// capped loop on a thread of its own, see ReapJob).
 //
 // Conventions (the JS side relies on them):
 //  * Syscall wrappers never throw for kernel errors: they return a Number,
@@ -16,13 +17,25 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <climits>
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <system_error>
+#include <thread>
+#include <vector>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -59,7 +72,7 @@ long ParseSyscallNr(const char* text, size_t length) {
 
 // Reads the syscall number published by the patched kernel. Returns it, or
 // -errno (-ENOENT on kernels without the patch, -EINVAL for bad content).
-// The running kernel cannot change, so each addon instance reads it once
+// The running kernel cannot change, so each addon instance keeps the answer
 // (PidfdReap::SyscallNr) and only ever calls the number it confirmed.
 long ReadSyscallNr() {
   int fd = open(kSyscallNrPath, O_RDONLY | O_CLOEXEC);
@@ -261,6 +274,469 @@ struct Watcher {
   }
 };
 
+// ---- the reaping job of killAndReap ---------------------------------------------
+
+// One killAndReap, from the kill to the last reaping call, on a thread of its
+// own: never on the libuv pool, because process_mrelease can block for
+// seconds on the victim's mmap_lock and must not stall fs, dns or crypto.
+// The thread talks to JS only through a thread-safe function: progress at
+// most every kProgressInterval, then one final event.
+
+using Clock = std::chrono::steady_clock;
+using Millis = std::chrono::duration<double, std::milli>;
+
+// EBUSY backoff: the victim holds its mmap_lock; retry soon, then less often.
+constexpr auto kBackoffFirst = std::chrono::milliseconds(1);
+constexpr auto kBackoffMax = std::chrono::milliseconds(50);
+// Right after SIGKILL the kernel may not report the victim as dying yet
+// (try_reap: EPERM, process_mrelease: EINVAL); retry for this long.
+constexpr auto kNotDyingGrace = std::chrono::milliseconds(250);
+// After ESRCH (no mm) a dying process exits within microseconds; a pidfd that
+// stays unreadable this long means a process that never had an mm to reap
+// (a kernel thread), which is a refusal, not an exit.
+constexpr auto kExitGrace = std::chrono::milliseconds(250);
+constexpr auto kProgressInterval = std::chrono::milliseconds(50);
+
+enum class Mechanism { kNone, kTryReap, kMrelease };
+
+const char* MechanismName(Mechanism mechanism) {
+  switch (mechanism) {
+    case Mechanism::kTryReap: return "try_reap";
+    case Mechanism::kMrelease: return "process_mrelease";
+    default: return "none";
+  }
+}
+
+const char* SyscallName(Mechanism mechanism) {
+  return mechanism == Mechanism::kTryReap ? "try_reap_dying_process"
+                                          : "process_mrelease";
+}
+
+enum class Stop : int {
+  kRunning = 0,
+  kDone,         // the kernel reports nothing left (or process_mrelease succeeded)
+  kBudget,
+  kDeadline,
+  kAborted,
+  kExited,       // the pidfd is readable
+  kRefused,
+  kUnsupported,  // no reaping syscall, or every one answered ENOSYS
+  kError,        // a bug or a broken setup (EBADF, a failed kill): thrown in JS
+};
+
+const char* StopName(Stop stop) {
+  switch (stop) {
+    case Stop::kDone: return "done";
+    case Stop::kBudget: return "budget";
+    case Stop::kDeadline: return "deadline";
+    case Stop::kAborted: return "aborted";
+    case Stop::kExited: return "exited";
+    case Stop::kRefused: return "refused";
+    case Stop::kUnsupported: return "unsupported";
+    case Stop::kError: return "error";
+    default: return "running";
+  }
+}
+
+// What one reaping syscall result means for the loop.
+enum class Outcome { kReaped, kAgain, kDone, kBusy, kNotDying, kNoMm, kNoSyscall, kRefused, kBroken };
+
+Outcome Classify(Mechanism mechanism, long result) {
+  bool try_reap = mechanism == Mechanism::kTryReap;
+  if (result > 0) return Outcome::kReaped;
+  if (result == 0) return try_reap ? Outcome::kDone : Outcome::kReaped;
+  switch (-result) {
+    case EAGAIN:
+      // try_reap: this call freed nothing but its walk is not over (its
+      // page-table budget went on empty ranges): call again at once.
+      // process_mrelease: an mmu notifier would have blocked.
+      return try_reap ? Outcome::kAgain : Outcome::kBusy;
+    case EBUSY:
+    case EINTR:
+      return Outcome::kBusy;
+    case ESRCH:
+      // The process has no mm (any more): it is exiting, or never had one.
+      return Outcome::kNoMm;
+    case EPERM:
+      // try_reap: not dying yet, shared mm or core dump; mrelease: shared mm.
+      return try_reap ? Outcome::kNotDying : Outcome::kRefused;
+    case EINVAL:
+      // try_reap: kernel thread; mrelease: not dying yet.
+      return try_reap ? Outcome::kRefused : Outcome::kNotDying;
+    case ENOSYS:
+      return Outcome::kNoSyscall;
+    case EBADF:
+      return Outcome::kBroken;
+    default:
+      return Outcome::kRefused;
+  }
+}
+
+// Resident bytes of pid from /proc/<pid>/statm, or -1 when unreadable (gone).
+int64_t ReadRssBytes(int32_t pid) {
+  char path[48];
+  snprintf(path, sizeof path, "/proc/%d/statm", static_cast<int>(pid));
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char text[128];
+  ssize_t length;
+  do {
+    length = read(fd, text, sizeof text - 1);
+  } while (length < 0 && errno == EINTR);
+  close(fd);
+  if (length <= 0) return -1;
+  text[length] = '\0';
+  unsigned long long size = 0, resident = 0;
+  if (sscanf(text, "%llu %llu", &size, &resident) != 2) return -1;
+  return static_cast<int64_t>(resident) * sysconf(_SC_PAGESIZE);
+}
+
+// Test seam: scripted try_reap_dying_process results, for outcomes the host
+// kernel (which has no such call) cannot produce. Everything else is real.
+struct ReapScript {
+  std::vector<long> results;  // in order; the last one repeats
+  size_t next = 0;
+  std::chrono::microseconds delay{0};  // how long each scripted call takes
+
+  long Next() {
+    if (delay.count() > 0) std::this_thread::sleep_for(delay);
+    long result = results[next];
+    if (next + 1 < results.size()) next++;
+    return result;
+  }
+};
+
+struct ReapCounts {
+  uint64_t bytes = 0;
+  uint64_t calls = 0;
+  uint64_t busy = 0;
+  Mechanism mechanism = Mechanism::kNone;
+};
+
+struct ReapEvent {
+  bool final = false;
+  ReapCounts counts;
+  Stop stop = Stop::kRunning;
+  long error = 0;                  // -errno of a refusal, ENOSYS or a broken call
+  const char* syscall = nullptr;   // the call that gave `error`
+};
+
+class ReapJob {
+ public:
+  // Set on the JS thread before the job's thread starts, read-only afterwards.
+  int32_t pid = 0;
+  int pidfd = -1;    // a dup: valid until this job's last call has returned
+  int wake_fd = -1;  // eventfd: the JS thread wakes the job's waits with it
+  long syscall_nr = -ENOSYS;
+  bool has_mrelease = false;
+  uint64_t chunk = 0;
+  uint64_t budget = UINT64_MAX;
+  Clock::time_point deadline = Clock::time_point::max();
+  std::unique_ptr<ReapScript> script;
+
+  // A stop the JS side asked for (Stop::kAborted or kDeadline).
+  std::atomic<int> stop_request{static_cast<int>(Stop::kRunning)};
+  // True while process_mrelease runs: it may block on the victim's mmap_lock
+  // for seconds, so the JS side settles without waiting for this thread.
+  std::atomic<bool> in_blocking_call{false};
+  std::atomic<uint64_t> bytes{0}, calls{0}, busy{0};
+  std::atomic<int> mechanism{static_cast<int>(Mechanism::kNone)};
+
+  // Guards tsfn, listening and wake_fd across this job's thread, the JS
+  // thread and environment teardown (which finalizes the tsfn early).
+  std::mutex mutex;
+  napi_threadsafe_function tsfn = nullptr;
+  bool listening = true;  // false once JS settled without the final event
+
+  ReapCounts Counts() const {
+    ReapCounts counts;
+    counts.bytes = bytes.load();
+    counts.calls = calls.load();
+    counts.busy = busy.load();
+    counts.mechanism = static_cast<Mechanism>(mechanism.load());
+    return counts;
+  }
+
+  // Asks the thread to stop (the first request wins) and wakes its waits.
+  void RequestStop(Stop reason) {
+    int expected = static_cast<int>(Stop::kRunning);
+    stop_request.compare_exchange_strong(expected, static_cast<int>(reason));
+    std::lock_guard<std::mutex> lock(mutex);
+    Wake();
+  }
+
+  // The thread's body.
+  void Run() {
+    ReapEvent final;
+    final.final = true;
+    // process_mrelease reports no byte count: its result is the RSS drop,
+    // measured from before the kill (the victim starts exiting at once).
+    int64_t rss_before = has_mrelease ? ReadRssBytes(pid) : -1;
+    long killed = PidfdSendSignal(pidfd, SIGKILL);
+    if (killed == -ESRCH) {
+      // Already waited for by its parent: the pidfd is readable.
+      final.stop = Stop::kExited;
+    } else if (killed < 0) {
+      Fail(&final, Stop::kError, killed, "pidfd_send_signal");
+    } else if (Mech() == Mechanism::kNone) {
+      final.stop = Stop::kUnsupported;
+    } else {
+      Loop(&final, rss_before);
+    }
+    final.counts = Counts();
+    Post(new ReapEvent(final));
+    Finish();
+  }
+
+  // Called under `mutex`.
+  void Wake() {
+    if (wake_fd < 0) return;
+    uint64_t one = 1;
+    ssize_t ignored = write(wake_fd, &one, sizeof one);
+    (void)ignored;  // a full counter is still readable: the wake-up happened
+  }
+
+ private:
+  Mechanism Mech() const { return static_cast<Mechanism>(mechanism.load()); }
+
+  static void Fail(ReapEvent* event, Stop stop, long error, const char* syscall) {
+    event->stop = stop;
+    event->error = error;
+    event->syscall = syscall;
+  }
+
+  void Loop(ReapEvent* final, int64_t rss_before) {
+    const Clock::time_point killed_at = Clock::now();
+    Clock::time_point last_progress = killed_at - kProgressInterval;
+    auto backoff = std::chrono::duration_cast<Clock::duration>(kBackoffFirst);
+    for (;;) {
+      Stop stop = CheckStop(final);
+      if (stop != Stop::kRunning) {
+        final->stop = stop;
+        return;
+      }
+      Mechanism mechanism_now = Mech();
+      long result = Call(mechanism_now);
+      if (result == kSkipped) continue;  // a stop came in: checked above
+      Outcome outcome = Classify(mechanism_now, result);
+      if (outcome == Outcome::kBusy) busy++;
+      if (outcome == Outcome::kReaped) {
+        bytes += mechanism_now == Mechanism::kTryReap
+                     ? static_cast<uint64_t>(result)
+                     : RssDrop(rss_before);
+        backoff = kBackoffFirst;
+      }
+      Clock::time_point now = Clock::now();
+      if (now - last_progress >= kProgressInterval) {
+        last_progress = now;
+        auto* progress = new ReapEvent();
+        progress->counts = Counts();
+        Post(progress);
+      }
+      switch (outcome) {
+        case Outcome::kReaped:
+          // process_mrelease reaps everything in one call.
+          if (mechanism_now == Mechanism::kMrelease) {
+            final->stop = Stop::kDone;
+            return;
+          }
+          break;
+        case Outcome::kAgain:
+          break;
+        case Outcome::kDone:
+          final->stop = Stop::kDone;
+          return;
+        case Outcome::kBusy:
+          Wait(backoff);
+          backoff = std::min<Clock::duration>(backoff * 2, kBackoffMax);
+          break;
+        case Outcome::kNoMm:
+          AwaitExit(final, result, mechanism_now);
+          return;
+        case Outcome::kNotDying:
+          if (now - killed_at < kNotDyingGrace) {
+            Wait(kBackoffFirst);
+            break;
+          }
+          Fail(final, Stop::kRefused, result, SyscallName(mechanism_now));
+          return;
+        case Outcome::kNoSyscall:
+          // A seccomp filter (or a kernel that lost the call) answers ENOSYS:
+          // fall back to process_mrelease at run time.
+          if (mechanism_now == Mechanism::kTryReap && has_mrelease) {
+            mechanism = static_cast<int>(Mechanism::kMrelease);
+            break;
+          }
+          Fail(final, Stop::kUnsupported, result, SyscallName(mechanism_now));
+          return;
+        case Outcome::kRefused:
+          Fail(final, Stop::kRefused, result, SyscallName(mechanism_now));
+          return;
+        case Outcome::kBroken:
+          Fail(final, Stop::kError, result, SyscallName(mechanism_now));
+          return;
+      }
+    }
+  }
+
+  static constexpr long kSkipped = LONG_MIN;
+
+  // One reaping call; counted when made, so that a call still blocked in the
+  // kernel when JS settles is in the report.
+  long Call(Mechanism mechanism_now) {
+    if (mechanism_now == Mechanism::kTryReap) {
+      uint64_t max_bytes = std::min(chunk, budget - bytes.load());
+      calls++;
+      return script ? script->Next()
+                    : TryReapDyingProcess(syscall_nr, pidfd, max_bytes, 0);
+    }
+    // Announce the blocking call before the last look at stop_request; the JS
+    // side sets stop_request before it reads in_blocking_call. Either this
+    // thread sees the stop, or JS sees the call (both are sequentially
+    // consistent atomics).
+    in_blocking_call = true;
+    if (stop_request.load() != static_cast<int>(Stop::kRunning)) {
+      in_blocking_call = false;
+      return kSkipped;
+    }
+    calls++;
+    long result = ProcessMrelease(pidfd);
+    in_blocking_call = false;
+    return result;
+  }
+
+  // Exited, a requested stop, the deadline, the budget, or kRunning.
+  Stop CheckStop(ReapEvent* final) {
+    long readable = PollReadable(pidfd);
+    if (readable < 0) {
+      Fail(final, Stop::kError, readable, "poll");
+      return Stop::kError;
+    }
+    if (readable == 1) return Stop::kExited;
+    int requested = stop_request.load();
+    if (requested != static_cast<int>(Stop::kRunning)) return static_cast<Stop>(requested);
+    if (Clock::now() >= deadline) return Stop::kDeadline;
+    if (bytes.load() >= budget) return Stop::kBudget;
+    return Stop::kRunning;
+  }
+
+  // The RSS drop across a successful process_mrelease. An unreadable statm, or
+  // a readable pidfd, after the call means the process is gone with all of it.
+  uint64_t RssDrop(int64_t rss_before) {
+    if (rss_before < 0) return 0;
+    int64_t rss_after = PollReadable(pidfd) == 1 ? 0 : ReadRssBytes(pid);
+    if (rss_after < 0) rss_after = 0;
+    return rss_before > rss_after ? static_cast<uint64_t>(rss_before - rss_after) : 0;
+  }
+
+  // After ESRCH: an exit only if the pidfd becomes readable soon.
+  void AwaitExit(ReapEvent* final, long result, Mechanism mechanism_now) {
+    const Clock::time_point until = Clock::now() + kExitGrace;
+    for (;;) {
+      Stop stop = CheckStop(final);
+      // The budget no longer matters: nothing is left to reap.
+      if (stop != Stop::kRunning && stop != Stop::kBudget) {
+        final->stop = stop;
+        return;
+      }
+      Clock::time_point now = Clock::now();
+      if (now >= until) {
+        Fail(final, Stop::kRefused, result, SyscallName(mechanism_now));
+        return;
+      }
+      Wait(until - now);
+    }
+  }
+
+  // Sleeps up to `duration` (never past the deadline); returns early when the
+  // process exits or JS asks to stop. The caller re-checks why.
+  void Wait(Clock::duration duration) {
+    Clock::time_point now = Clock::now();
+    if (deadline - now < duration) duration = deadline - now;
+    if (duration <= Clock::duration::zero()) return;
+    auto nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(duration).count();
+    struct timespec timeout = {static_cast<time_t>(nanos / 1000000000),
+                               static_cast<long>(nanos % 1000000000)};
+    struct pollfd fds[2] = {{pidfd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+    // EINTR: a spurious early return, which the caller's checks absorb.
+    ppoll(fds, 2, &timeout, nullptr);
+  }
+
+  void Post(ReapEvent* event) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (listening && tsfn != nullptr &&
+        napi_call_threadsafe_function(tsfn, event, napi_tsfn_nonblocking) == napi_ok) {
+      return;
+    }
+    delete event;
+  }
+
+  void Finish() {
+    std::lock_guard<std::mutex> lock(mutex);
+    close(wake_fd);
+    wake_fd = -1;
+    close(pidfd);
+    pidfd = -1;
+    // After the environment's teardown finalized it, tsfn is null.
+    if (tsfn != nullptr) napi_release_threadsafe_function(tsfn, napi_tsfn_release);
+    tsfn = nullptr;
+  }
+};
+
+// JS side of the thread-safe function (runs on the JS thread).
+void CallReapListener(napi_env env, napi_value listener, void* context, void* data) {
+  std::unique_ptr<ReapEvent> event(static_cast<ReapEvent*>(data));
+  // env is null when the tsfn is torn down with events still queued.
+  if (env == nullptr || listener == nullptr) return;
+  auto* job = static_cast<ReapJob*>(context);
+  {
+    std::lock_guard<std::mutex> lock(job->mutex);
+    if (!job->listening) return;
+  }
+  try {
+    Napi::Env js(env);
+    Napi::Object object = Napi::Object::New(js);
+    object.Set("final", Napi::Boolean::New(js, event->final));
+    object.Set("mechanism", MechanismName(event->counts.mechanism));
+    object.Set("bytesReaped", static_cast<double>(event->counts.bytes));
+    object.Set("calls", static_cast<double>(event->counts.calls));
+    object.Set("busyRetries", static_cast<double>(event->counts.busy));
+    if (event->final) object.Set("stopReason", StopName(event->stop));
+    if (event->syscall != nullptr) {
+      object.Set("errno", static_cast<double>(event->error));
+      object.Set("syscall", event->syscall);
+    }
+    napi_value argument = object;
+    napi_value ignored;
+    // The listener catches its own errors; anything else is Node's to report.
+    napi_call_function(env, js.Undefined(), listener, 1, &argument, &ignored);
+  } catch (const Napi::Error&) {
+    // Only while the environment shuts down: nobody is left to tell.
+  }
+}
+
+// Runs on the JS thread once the tsfn is done: after the final event, or at
+// environment teardown while the job may still run (it then stops soon, or,
+// blocked in the kernel, after that call returns; it never touches JS again).
+void FinalizeReapTsfn(napi_env, void* data, void*) {
+  std::unique_ptr<std::shared_ptr<ReapJob>> holder(static_cast<std::shared_ptr<ReapJob>*>(data));
+  ReapJob& job = **holder;
+  int expected = static_cast<int>(Stop::kRunning);
+  job.stop_request.compare_exchange_strong(expected, static_cast<int>(Stop::kAborted));
+  std::lock_guard<std::mutex> lock(job.mutex);
+  job.tsfn = nullptr;
+  job.listening = false;
+  job.Wake();
+}
+
+std::shared_ptr<ReapJob>& JobOf(const Napi::CallbackInfo& info, size_t index) {
+  Napi::Value value = Arg(info, index);
+  if (!value.IsExternal()) {
+    throw Napi::TypeError::New(info.Env(), "pidfd-reap: expected a reap job");
+  }
+  return *value.As<Napi::External<std::shared_ptr<ReapJob>>>().Data();
+}
+
 class PidfdReap : public Napi::Addon<PidfdReap> {
  public:
   PidfdReap(Napi::Env env, Napi::Object exports) {
@@ -281,6 +757,8 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
             InstanceMethod("closeFd", &PidfdReap::CloseFdJs),
             InstanceMethod("features", &PidfdReap::FeaturesJs),
             InstanceMethod("parseSyscallNr", &PidfdReap::ParseSyscallNrJs),
+            InstanceMethod("startReap", &PidfdReap::StartReapJs),
+            InstanceMethod("reapStop", &PidfdReap::ReapStopJs),
             InstanceValue("pageSize",
                           Napi::Number::New(env, sysconf(_SC_PAGESIZE))),
             InstanceValue("syscallNrPath",
@@ -463,6 +941,142 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
     addon->watchers_.clear();
   }
 
+  // startReap(fd, pid, chunkBytes, budgetBytes, deadlineMs, listener, script?)
+  //   -> { job } or, before anything was killed, { errno, syscall }.
+  // Starts a thread that sends SIGKILL through (a dup of) fd and reaps; the
+  // listener gets progress events and one final event (see ReapEvent).
+  Napi::Value StartReapJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int32_t fd = Int32Arg(info, 0);
+    auto job = std::make_shared<ReapJob>();
+    job->pid = Int32Arg(info, 1);
+    job->chunk = Uint64Arg(info, 2);
+    job->budget = Uint64Arg(info, 3);
+    Napi::Value deadline_ms = Arg(info, 4);
+    Napi::Value listener = Arg(info, 5);
+    Napi::Value script = Arg(info, 6);
+    if (!deadline_ms.IsNumber() || std::isnan(deadline_ms.As<Napi::Number>().DoubleValue())) {
+      throw Napi::TypeError::New(env, "pidfd-reap: expected a number");
+    }
+    if (!listener.IsFunction()) {
+      throw Napi::TypeError::New(env, "pidfd-reap: expected a function");
+    }
+    double remaining_ms = deadline_ms.As<Napi::Number>().DoubleValue();
+    // Anything beyond a year is no deadline (and cannot overflow the clock).
+    if (remaining_ms < 365.0 * 24 * 3600 * 1000) {
+      job->deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                         Millis(std::max(0.0, remaining_ms)));
+    }
+    bool has_try_reap;
+    if (script.IsObject()) {
+      job->script = ParseScript(script.As<Napi::Object>());
+      has_try_reap = true;
+      job->has_mrelease = script.As<Napi::Object>().Get("processMrelease").ToBoolean();
+    } else {
+      job->syscall_nr = SyscallNr();
+      has_try_reap = job->syscall_nr > 0;
+      job->has_mrelease = HasProcessMrelease();
+    }
+    job->mechanism = static_cast<int>(has_try_reap        ? Mechanism::kTryReap
+                                      : job->has_mrelease ? Mechanism::kMrelease
+                                                          : Mechanism::kNone);
+
+    job->pidfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (job->pidfd < 0) return SetupError(env, -errno, "dup");
+    job->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (job->wake_fd < 0) {
+      long error = -errno;
+      close(job->pidfd);
+      return SetupError(env, error, "eventfd");
+    }
+    napi_value name;
+    NAPI_THROW_IF_FAILED(
+        env, napi_create_string_utf8(env, "pidfd-reap:reap", NAPI_AUTO_LENGTH, &name),
+        Napi::Value());
+    auto* holder = new std::shared_ptr<ReapJob>(job);
+    napi_status status = napi_create_threadsafe_function(
+        env, listener, nullptr, name, 0, 1, holder, FinalizeReapTsfn, job.get(),
+        CallReapListener, &job->tsfn);
+    if (status != napi_ok) {
+      delete holder;
+      close(job->pidfd);
+      close(job->wake_fd);
+      NAPI_THROW_IF_FAILED(env, status, Napi::Value());
+    }
+    try {
+      std::thread([job] { job->Run(); }).detach();
+    } catch (const std::system_error& error) {
+      // Nothing was killed. The tsfn finalizer frees the job.
+      napi_release_threadsafe_function(job->tsfn, napi_tsfn_release);
+      close(job->pidfd);
+      close(job->wake_fd);
+      job->pidfd = job->wake_fd = -1;
+      return SetupError(env, -error.code().value(), "pthread_create");
+    }
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("job", Napi::External<std::shared_ptr<ReapJob>>::New(
+                          env, new std::shared_ptr<ReapJob>(job),
+                          [](Napi::Env, std::shared_ptr<ReapJob>* held) { delete held; }));
+    return result;
+  }
+
+  static Napi::Value SetupError(Napi::Env env, long error, const char* syscall) {
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("errno", static_cast<double>(error));
+    result.Set("syscall", syscall);
+    return result;
+  }
+
+  static std::unique_ptr<ReapScript> ParseScript(Napi::Object script) {
+    Napi::Env env = script.Env();
+    Napi::Value results = script.Get("results");
+    if (!results.IsArray() || results.As<Napi::Array>().Length() == 0) {
+      throw Napi::TypeError::New(env, "pidfd-reap: script.results must be a non-empty array");
+    }
+    auto parsed = std::make_unique<ReapScript>();
+    Napi::Array array = results.As<Napi::Array>();
+    for (uint32_t i = 0; i < array.Length(); i++) {
+      Napi::Value value = array.Get(i);
+      if (!value.IsNumber()) throw Napi::TypeError::New(env, "pidfd-reap: expected a number");
+      parsed->results.push_back(static_cast<long>(value.As<Napi::Number>().Int64Value()));
+    }
+    Napi::Value delay = script.Get("delayMs");
+    if (delay.IsNumber()) {
+      parsed->delay = std::chrono::microseconds(
+          static_cast<int64_t>(delay.As<Napi::Number>().DoubleValue() * 1000));
+    }
+    return parsed;
+  }
+
+  // reapStop(job, 'aborted' | 'deadline') -> the counts so far and `blocked`.
+  // When blocked (inside process_mrelease), the job no longer reports to JS
+  // and no longer keeps the event loop alive: JS settles with these counts
+  // while the call finishes in the background.
+  Napi::Value ReapStopJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::shared_ptr<ReapJob>& job = JobOf(info, 0);
+    Napi::Value reason = Arg(info, 1);
+    std::string name = reason.IsString() ? reason.As<Napi::String>().Utf8Value() : "";
+    if (name != "aborted" && name != "deadline") {
+      throw Napi::TypeError::New(env, "pidfd-reap: expected 'aborted' or 'deadline'");
+    }
+    job->RequestStop(name == "aborted" ? Stop::kAborted : Stop::kDeadline);
+    bool blocked = job->in_blocking_call.load();
+    if (blocked) {
+      std::lock_guard<std::mutex> lock(job->mutex);
+      job->listening = false;
+      if (job->tsfn != nullptr) napi_unref_threadsafe_function(env, job->tsfn);
+    }
+    ReapCounts counts = job->Counts();
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("blocked", Napi::Boolean::New(env, blocked));
+    result.Set("mechanism", MechanismName(counts.mechanism));
+    result.Set("bytesReaped", static_cast<double>(counts.bytes));
+    result.Set("calls", static_cast<double>(counts.calls));
+    result.Set("busyRetries", static_cast<double>(counts.busy));
+    return result;
+  }
+
   Napi::Value FeaturesJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object result = Napi::Object::New(env);
@@ -481,8 +1095,13 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
   }
 
   // The confirmed try_reap_dying_process number or -errno; 0 until first use.
+  // Only the kernel's answer is kept (a number, no file, bad content): a
+  // failure to read it (EMFILE, ENOMEM...) is tried again next time.
   long SyscallNr() {
-    if (syscall_nr_ == 0) syscall_nr_ = ReadSyscallNr();
+    if (syscall_nr_ > 0 || syscall_nr_ == -ENOENT || syscall_nr_ == -EINVAL) {
+      return syscall_nr_;
+    }
+    syscall_nr_ = ReadSyscallNr();
     return syscall_nr_;
   }
 

@@ -3,6 +3,46 @@
 import { join } from 'node:path'
 import { unsupportedPlatformError } from './errors'
 
+export type NativeMechanism = 'try_reap' | 'process_mrelease' | 'none'
+
+/** The counts of a reaping job, as its thread last published them. */
+export interface NativeReapCounts {
+  /** The mechanism in use ('process_mrelease' after a run-time fallback from try_reap). */
+  mechanism: NativeMechanism
+  bytesReaped: number
+  /** Reaping syscalls made (a call still blocked in the kernel counts). */
+  calls: number
+  busyRetries: number
+}
+
+/** What a job's thread reports: progress (at most every 50 ms), then one final event. */
+export interface NativeReapEvent extends NativeReapCounts {
+  final: boolean
+  /** Final events: why the job stopped ('error': a failed kill or a broken call, to throw). */
+  stopReason?: 'done' | 'budget' | 'deadline' | 'aborted' | 'exited' | 'refused' | 'unsupported' | 'error'
+  /** The -errno of the refusal, ENOSYS or broken call that ended the job, and its syscall. */
+  errno?: number
+  syscall?: string
+}
+
+/** An opaque handle of a running job. */
+export interface NativeReapJob {
+  readonly __nativeReapJob: unique symbol
+}
+
+/**
+ * Test seam: scripted try_reap_dying_process results (the last one repeats)
+ * instead of the real call, for outcomes the host kernel cannot produce; the
+ * kill, exit detection and process_mrelease stay real.
+ */
+export interface NativeReapScript {
+  results: number[]
+  /** How long each scripted call takes (default 0). */
+  delayMs?: number
+  /** Whether process_mrelease may be used (the fallback, or the mechanism). */
+  processMrelease: boolean
+}
+
 /**
  * The raw addon. Syscall wrappers return a number: >= 0 on success, -errno on
  * failure (the async ones resolve with it and never reject).
@@ -25,6 +65,26 @@ export interface NativeBinding {
   closeFd(fd: number): number
   /** syscallNr: the confirmed number, or -errno (-ENOENT: no patched kernel). */
   features(): { syscallNr: number; processMrelease: boolean }
+  /**
+   * Starts killAndReap's job: a thread that sends SIGKILL through a dup of fd
+   * and runs the capped reaping loop (budget: 2^64-1 for none; deadlineMs:
+   * Infinity for none). Before anything is killed, setup can fail: then the
+   * result is { errno, syscall }.
+   */
+  startReap(
+    fd: number,
+    pid: number,
+    chunkBytes: bigint,
+    budgetBytes: bigint,
+    deadlineMs: number,
+    listener: (event: NativeReapEvent) => void,
+    script?: NativeReapScript,
+  ): { job: NativeReapJob } | { errno: number; syscall: string }
+  /**
+   * Asks the job to stop; returns its counts so far. `blocked`: it is inside
+   * process_mrelease, will report no more and no longer holds the event loop.
+   */
+  reapStop(job: NativeReapJob, reason: 'aborted' | 'deadline'): NativeReapCounts & { blocked: boolean }
   /** The strict parser used for the sysfs file; -EINVAL for bad text. */
   parseSyscallNr(text: string): number
   readonly pageSize: number

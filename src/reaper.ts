@@ -1,16 +1,17 @@
 // killAndReap: SIGKILL through a pidfd, then free the victim's memory right
 // away instead of waiting for it to exit. Built for a daemon whose event loop
-// must stay responsive: every reaping syscall runs on the thread pool and the
-// loop yields (setImmediate) between calls.
+// must stay responsive: the kill and the whole capped reaping loop run on a
+// thread of the addon's own (never the libuv pool), which reports progress at
+// most every 50 ms. This module keeps the policy's surface: options, reports,
+// 'progress' events, the deadline and aborts.
 import { EventEmitter } from 'node:events'
-import { constants as osConstants } from 'node:os'
 import { performance } from 'node:perf_hooks'
-import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises'
-import { native } from './binding'
-import { errno, systemError } from './errors'
+import { native, type NativeReapCounts, type NativeReapEvent, type NativeReapJob, type NativeReapScript } from './binding'
+import { describeErrno, systemError } from './errors'
 import { Pidfd } from './pidfd'
-import { check, features, readRssBytes, type Features } from './syscalls'
+import { check } from './syscalls'
 import {
+  UINT64_MAX,
   validateAbortSignal,
   validateByteAmount,
   validateFunction,
@@ -22,28 +23,43 @@ import {
 export type Mechanism = 'try_reap' | 'process_mrelease' | 'none'
 
 export type StopReason =
-  | 'exited' // the process exited (or was already gone)
-  | 'done' // the kernel reports nothing left to reap
+  | 'exited' // the process exited: its pidfd became readable
+  | 'done' // the kernel reports nothing left to reap (process_mrelease: it succeeded)
   | 'budget' // budgetBytes reached
   | 'deadline' // deadlineMs passed
-  | 'aborted' // options.signal aborted after the kill
+  | 'aborted' // a signal aborted after the kill
   | 'refused' // the kernel refused to reap (see refusal)
-  | 'unsupported' // neither try_reap_dying_process nor process_mrelease exists
+  | 'unsupported' // no reaping syscall exists, or every one answered ENOSYS (see refusal)
 
 export interface ReapProgress {
   pid: number
+  /** The mechanism in use: 'process_mrelease' after a run-time fallback from try_reap. */
   mechanism: Mechanism
   bytesReaped: number
+  /** Reaping syscalls made; one still blocked in the kernel at the deadline counts. */
   calls: number
   busyRetries: number
   elapsedMs: number
 }
 
+export interface ReapRefusal {
+  code: string
+  errno: number
+  /** The call that answered: 'try_reap_dying_process' or 'process_mrelease'. */
+  syscall: string
+  message: string
+}
+
 export interface ReapReport extends ReapProgress {
+  /** The process has exited: its pidfd was readable when the report was made. */
   exited: boolean
   stopReason: StopReason
-  /** Why the kernel refused (stopReason 'refused'), e.g. EPERM for a shared mm. */
-  refusal?: { code: string; errno: number; message: string }
+  /**
+   * What the kernel answered when it refused (stopReason 'refused'), e.g. EPERM
+   * for a shared mm or ESRCH for a process without an mm that does not exit,
+   * or ENOSYS when every reaping call was blocked ('unsupported').
+   */
+  refusal?: ReapRefusal
 }
 
 export interface KillAndReapOptions {
@@ -51,46 +67,28 @@ export interface KillAndReapOptions {
   chunkBytes?: number
   /** Stop after this many bytes (default Infinity). process_mrelease cannot be capped. */
   budgetBytes?: number
-  /** Stop once this many milliseconds have passed since the call (default Infinity). */
+  /**
+   * Settle once this many milliseconds have passed since the call (default
+   * Infinity), even while process_mrelease is blocked in the kernel (that call
+   * then finishes in the background).
+   */
   deadlineMs?: number
-  /** Called after every reaping syscall, like the 'progress' event. */
+  /** Called with each 'progress' event (at most every 50 ms, and once with the final counts). */
   onProgress?: (progress: ReapProgress) => void
   /** Aborting before the kill rejects with the signal's reason; after it, stops with 'aborted'. */
   signal?: AbortSignal
 }
 
-/**
- * The syscalls the policy uses, as raw results (>= 0, or -errno). The real one
- * is the addon; tests substitute it only for outcomes the host kernel cannot
- * produce (the try_reap path needs the patched kernel).
- */
-export interface ReapBackend {
-  features(): Features
-  sendSignal(pidfd: number, signal: number): number
-  tryReapAsync(pidfd: number, maxBytes: bigint): Promise<number>
-  mreleaseAsync(pidfd: number): Promise<number>
-  pollReadable(pidfd: number): number
-  readRssBytes(pid: number): number | null
+/** Options of one Reaper#killAndReap call. */
+export interface KillAndReapCallOptions {
+  /** Aborts this call, like the Reaper's own signal (either one aborts). */
+  signal?: AbortSignal
 }
 
-export const kernelBackend: ReapBackend = {
-  features,
-  sendSignal: (pidfd, signal) => native.pidfdSendSignal(pidfd, signal),
-  tryReapAsync: (pidfd, maxBytes) => native.tryReapAsync(pidfd, maxBytes, 0),
-  mreleaseAsync: (pidfd) => native.processMreleaseAsync(pidfd),
-  pollReadable: (pidfd) => native.pollReadable(pidfd),
-  readRssBytes,
-}
+/** Internal test seam: scripted try_reap results (see NativeReapScript). */
+export type TryReapScript = NativeReapScript
 
 export const DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024
-// EBUSY backoff: the victim holds its mmap_lock; retry soon, then less often.
-const BACKOFF_FIRST_MS = 1
-const BACKOFF_MAX_MS = 50
-// Right after SIGKILL the kernel may not report the victim as dying yet
-// (try_reap: EPERM, process_mrelease: EINVAL); retry for this long.
-const NOT_DYING_GRACE_MS = 250
-
-const SIGKILL = osConstants.signals.SIGKILL
 
 interface Settings {
   chunkBytes: number
@@ -115,177 +113,114 @@ function parseOptions(options: unknown): Settings & { onProgress?: KillAndReapOp
   }
 }
 
-/** What one reaping syscall result means for the loop. */
-type Outcome = 'reaped' | 'again' | 'done' | 'busy' | 'not-dying' | 'exited' | 'refused'
-
-function classify(mechanism: Mechanism, result: number): Outcome {
-  if (result > 0) return 'reaped'
-  if (result === 0) return mechanism === 'try_reap' ? 'done' : 'reaped'
-  switch (-result) {
-    case errno.EAGAIN:
-      // try_reap: this call freed nothing but its walk is not over (its
-      // page-table budget went on empty ranges): call again at once.
-      // process_mrelease: an mmu notifier would have blocked.
-      return mechanism === 'try_reap' ? 'again' : 'busy'
-    case errno.EBUSY:
-    case errno.EINTR:
-      return 'busy'
-    case errno.ESRCH:
-      return 'exited'
-    case errno.EPERM:
-      // try_reap: not dying yet, shared mm or core dump; mrelease: shared mm.
-      return mechanism === 'try_reap' ? 'not-dying' : 'refused'
-    case errno.EINVAL:
-      // try_reap: kernel thread; mrelease: not dying yet.
-      return mechanism === 'try_reap' ? 'refused' : 'not-dying'
-    default:
-      return 'refused'
-  }
-}
-
-// Results that mean a bug or a broken setup rather than a decision about
-// this victim: they are thrown instead of reported.
-function isFatal(result: number): boolean {
-  return result === -errno.EBADF || result === -errno.ENOSYS
+function refusalOf(negativeErrno: number, syscall: string, pid: number): ReapRefusal {
+  const [code] = describeErrno(negativeErrno)
+  return { code, errno: negativeErrno, syscall, message: systemError(negativeErrno, syscall, pid).message }
 }
 
 /**
  * Kills processes and reaps their memory; emits 'progress' (ReapProgress)
- * after every reaping syscall.
+ * at most every 50 ms while reaping, and once with the final counts.
  */
 export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
   readonly #settings: Settings
-  readonly #backend: ReapBackend
+  readonly #script: TryReapScript | undefined
 
-  /** `backend` is internal: tests substitute it for outcomes the host kernel cannot produce. */
-  constructor(options?: KillAndReapOptions, backend: ReapBackend = kernelBackend) {
+  /** `script` is internal: tests script try_reap results the host kernel cannot produce. */
+  constructor(options?: KillAndReapOptions, script?: TryReapScript) {
     super()
     const { onProgress, ...settings } = parseOptions(options)
     this.#settings = settings
-    this.#backend = backend
+    this.#script = script
     if (onProgress) this.on('progress', onProgress)
   }
 
   /** Sends SIGKILL through a pidfd (opened from pid, or the given one) and reaps. */
-  async killAndReap(target: number | Pidfd): Promise<ReapReport> {
+  async killAndReap(target: number | Pidfd, options?: KillAndReapCallOptions): Promise<ReapReport> {
     if (!(target instanceof Pidfd)) validatePid(target, 'target')
-    this.#settings.signal?.throwIfAborted()
+    const call = validateOptions<KillAndReapCallOptions>(options)
+    const signals = [this.#settings.signal, call.signal === undefined ? undefined : validateAbortSignal(call.signal)]
+      .filter((signal): signal is AbortSignal => signal !== undefined)
+    for (const signal of signals) signal.throwIfAborted()
     const started = performance.now()
     const pidfd = target instanceof Pidfd ? target : Pidfd.open(target)
     try {
-      return await pidfd.withFd((fd) => this.#run(fd, pidfd.pid, started))
+      return await pidfd.withFd((fd) => this.#run(fd, pidfd.pid, started, signals))
     } finally {
       if (pidfd !== target) pidfd.close()
     }
   }
 
-  async #run(fd: number, pid: number, started: number): Promise<ReapReport> {
-    const backend = this.#backend
-    const { chunkBytes, budgetBytes, deadlineMs, signal } = this.#settings
-    const available = backend.features()
-    const mechanism: Mechanism = available.tryReap ? 'try_reap' : available.processMrelease ? 'process_mrelease' : 'none'
-    const report: ReapReport = {
-      pid,
-      mechanism,
-      bytesReaped: 0,
-      calls: 0,
-      busyRetries: 0,
-      elapsedMs: 0,
-      exited: false,
-      stopReason: 'unsupported',
-    }
-    const elapsed = (): number => performance.now() - started
-    const hasExited = (): boolean => check(backend.pollReadable(fd), 'poll') === 1
-    const finish = (stopReason: StopReason): ReapReport => {
-      report.stopReason = stopReason
-      report.exited = report.exited || hasExited()
-      report.elapsedMs = elapsed()
-      if (stopReason === 'refused' && report.bytesReaped === 0) report.mechanism = 'none'
-      return report
-    }
+  #run(fd: number, pid: number, started: number, signals: AbortSignal[]): Promise<ReapReport> {
+    const { chunkBytes, budgetBytes, deadlineMs } = this.#settings
+    return new Promise<ReapReport>((resolve, reject) => {
+      let settled = false
+      let lastEmitted: NativeReapCounts | undefined
+      let timer: NodeJS.Timeout | undefined
 
-    // process_mrelease reports no byte count: measure the RSS it drops, from
-    // before the kill (the victim starts exiting as soon as it is killed).
-    const rssBefore = mechanism === 'process_mrelease' ? backend.readRssBytes(pid) : null
-
-    const killed = backend.sendSignal(fd, SIGKILL)
-    if (killed === -errno.ESRCH) {
-      report.exited = true
-      return finish('exited')
-    }
-    check(killed, 'pidfd_send_signal')
-    if (mechanism === 'none') return finish('unsupported')
-    const killedAt = elapsed()
-
-    let backoffMs = BACKOFF_FIRST_MS
-    for (;;) {
-      if (hasExited()) return finish('exited')
-      if (signal?.aborted) return finish('aborted')
-      if (elapsed() >= deadlineMs) return finish('deadline')
-      const remaining = budgetBytes - report.bytesReaped
-      if (remaining <= 0) return finish('budget')
-
-      const result =
-        mechanism === 'try_reap'
-          ? await backend.tryReapAsync(fd, BigInt(Math.min(chunkBytes, remaining)))
-          : await backend.mreleaseAsync(fd)
-      report.calls++
-      if (isFatal(result)) check(result, mechanism === 'try_reap' ? 'try_reap_dying_process' : 'process_mrelease')
-      const outcome = classify(mechanism, result)
-      if (outcome === 'busy') report.busyRetries++
-      if (outcome === 'reaped') {
-        report.bytesReaped += mechanism === 'try_reap' ? result : this.#rssDrop(rssBefore, pid, fd)
-        backoffMs = BACKOFF_FIRST_MS
+      const progressOf = (counts: NativeReapCounts): ReapProgress => {
+        const { mechanism, bytesReaped, calls, busyRetries } = counts
+        return { pid, mechanism, bytesReaped, calls, busyRetries, elapsedMs: performance.now() - started }
       }
-      report.elapsedMs = elapsed()
-      this.emit('progress', progressOf(report))
+      const emitProgress = (counts: NativeReapCounts): void => {
+        lastEmitted = counts
+        this.emit('progress', progressOf(counts))
+      }
+      const stopListening = (): void => {
+        settled = true
+        clearTimeout(timer)
+        for (const signal of signals) signal.removeEventListener('abort', onAbort)
+      }
+      const fail = (error: unknown): void => {
+        stopListening()
+        reject(error)
+      }
+      const settle = (counts: NativeReapCounts, stopReason: StopReason, refusal?: ReapRefusal): void => {
+        stopListening()
+        // The final counts reach listeners even when the last throttled event missed them.
+        const changed =
+          lastEmitted === undefined || counts.calls !== lastEmitted.calls || counts.bytesReaped !== lastEmitted.bytesReaped
+        if (counts.calls > 0 && changed) emitProgress(counts)
+        const report: ReapReport = {
+          ...progressOf(counts),
+          exited: check(native.pollReadable(fd), 'poll', pid) === 1,
+          stopReason,
+        }
+        if (refusal) report.refusal = refusal
+        resolve(report)
+      }
 
-      switch (outcome) {
-        case 'reaped':
-          // process_mrelease reaps everything in one call.
-          if (mechanism === 'process_mrelease') return finish('done')
-          await yieldToLoop()
-          break
-        case 'again':
-          await yieldToLoop()
-          break
-        case 'done':
-          return finish('done')
-        case 'exited':
-          report.exited = true
-          return finish('exited')
-        case 'busy':
-          await sleep(Math.max(0, Math.min(backoffMs, deadlineMs - elapsed())))
-          backoffMs = Math.min(backoffMs * 2, BACKOFF_MAX_MS)
-          break
-        case 'not-dying':
-          if (elapsed() - killedAt < NOT_DYING_GRACE_MS) {
-            await sleep(BACKOFF_FIRST_MS)
-            break
-          }
-        // falls through: still "not dying" after the grace period is a refusal
-        case 'refused': {
-          const error = systemError(result, mechanism === 'try_reap' ? 'try_reap_dying_process' : 'process_mrelease')
-          report.refusal = { code: error.code, errno: error.errno, message: error.message }
-          return finish('refused')
+      const onEvent = (event: NativeReapEvent): void => {
+        if (settled) return
+        try {
+          if (!event.final) return emitProgress(event)
+          const { stopReason, errno, syscall } = event
+          if (stopReason === 'error') return fail(systemError(errno!, syscall!, pid))
+          settle(event, stopReason!, syscall === undefined ? undefined : refusalOf(errno!, syscall, pid))
+        } catch (error) {
+          // A throwing 'progress' listener: stop reaping, reject with its error.
+          native.reapStop(job, 'aborted')
+          fail(error)
         }
       }
-    }
-  }
 
-  // The RSS drop across a successful process_mrelease. An unreadable statm
-  // after the call means the process is gone, so all of its RSS is.
-  #rssDrop(rssBefore: number | null, pid: number, fd: number): number {
-    if (rssBefore === null) return 0
-    const exited = this.#backend.pollReadable(fd) === 1
-    const rssAfter = exited ? 0 : (this.#backend.readRssBytes(pid) ?? 0)
-    return Math.max(0, rssBefore - rssAfter)
-  }
-}
+      const budget = budgetBytes === Infinity ? UINT64_MAX : BigInt(budgetBytes)
+      const remainingMs = deadlineMs - (performance.now() - started)
+      const start = native.startReap(fd, pid, BigInt(chunkBytes), budget, remainingMs, onEvent, this.#script)
+      if ('errno' in start) return fail(systemError(start.errno, start.syscall, pid))
+      const job: NativeReapJob = start.job
 
-function progressOf(report: ReapReport): ReapProgress {
-  const { pid, mechanism, bytesReaped, calls, busyRetries, elapsedMs } = report
-  return { pid, mechanism, bytesReaped, calls, busyRetries, elapsedMs }
+      // The job's thread stops by itself at the deadline or an abort, except
+      // inside process_mrelease, which can block for seconds: then settle now.
+      const interrupt = (reason: 'aborted' | 'deadline'): void => {
+        const state = native.reapStop(job, reason)
+        if (state.blocked) settle(state, reason)
+      }
+      const onAbort = (): void => interrupt('aborted')
+      for (const signal of signals) signal.addEventListener('abort', onAbort, { once: true })
+      if (remainingMs !== Infinity) timer = setTimeout(() => interrupt('deadline'), Math.max(0, remainingMs))
+    })
+  }
 }
 
 /** new Reaper(options).killAndReap(target). */
