@@ -1,0 +1,202 @@
+// The package as npm users get it: `npm pack` of this checkout (its prepack
+// step builds the prebuilds, prepare builds dist/), installed into an empty
+// project with no compiler on PATH, then loaded with require, import, tsc and
+// npx. Packs a copy of the checkout, so this tree's dist/ and build/, which
+// other tests load, are left alone.
+import t from 'tap'
+import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process'
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join, relative } from 'node:path'
+
+const ROOT = join(__dirname, '..', '..')
+const PREBUILD = 'prebuilds/linux-x64/pidfd-reap.glibc.node'
+const ARM64_PREBUILD = 'prebuilds/linux-arm64/pidfd-reap.glibc.node'
+const CROSS_COMPILER = 'aarch64-linux-gnu-g++'
+
+// Packing compiles the addon twice and installing may fetch dependencies.
+t.setTimeout(600_000)
+
+// The environment of a plain shell: none of npm's, tap's or coverage's
+// variables from the `npm test` that runs this file.
+function plainEnv(path: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { PATH: path }
+  for (const name of ['HOME', 'TMPDIR', 'LANG', 'USER']) if (process.env[name] !== undefined) env[name] = process.env[name]
+  return env
+}
+
+function run(command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): SpawnSyncReturns<string> {
+  return spawnSync(command, args, { cwd, env, encoding: 'utf8', maxBuffer: 64 << 20 })
+}
+
+function onPath(command: string): boolean {
+  return run('sh', ['-c', `command -v ${command}`], ROOT, plainEnv(process.env.PATH ?? '')).status === 0
+}
+
+const work = mkdtempSync(join(tmpdir(), 'pidfd-reap-packed-'))
+t.teardown(() => rmSync(work, { recursive: true, force: true }))
+
+// The checkout's files as a clone would have them (tracked, plus new files
+// not yet committed), with this tree's node_modules for the build tools.
+const checkout = join(work, 'checkout')
+const listed = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, encoding: 'utf8' })
+for (const file of listed.split('\0')) {
+  if (file === '' || !existsSync(join(ROOT, file))) continue // deleted, not yet committed
+  mkdirSync(dirname(join(checkout, file)), { recursive: true })
+  copyFileSync(join(ROOT, file), join(checkout, file))
+}
+symlinkSync(join(ROOT, 'node_modules'), join(checkout, 'node_modules'))
+
+// A PATH with node, npm, npx and sh (npm runs scripts with it) but no
+// compiler, make or python: node-gyp-build could not fall back to building.
+const noCompiler = join(work, 'bin')
+mkdirSync(noCompiler)
+for (const tool of ['node', 'npm', 'npx', 'sh']) {
+  const found = run('sh', ['-c', `command -v ${tool}`], ROOT, plainEnv(process.env.PATH ?? '')).stdout.trim()
+  symlinkSync(realpathSync(found), join(noCompiler, tool))
+}
+const userEnv = plainEnv(noCompiler)
+
+t.test('npm pack builds what it packs', async (t) => {
+  const packs = join(work, 'packs')
+  mkdirSync(packs)
+  const pack = run('npm', ['pack', '--pack-destination', packs], checkout, plainEnv(process.env.PATH ?? ''))
+  t.equal(pack.status, 0, 'npm pack succeeds', { stdout: pack.stdout.slice(-4000), stderr: pack.stderr.slice(-4000) })
+  const tarballs = readdirSync(packs)
+  t.match(tarballs, [/^pidfd-reap-\d+\.\d+\.\d+\.tgz$/], 'one tarball')
+  if (tarballs.length !== 1) return
+
+  const listing = execFileSync('tar', ['-tzf', join(packs, tarballs[0])], { encoding: 'utf8' })
+  const files = new Set(listing.split('\n').filter(Boolean).map((f) => f.replace(/^package\//, '')))
+  for (const file of [
+    'package.json',
+    'LICENSE',
+    'README.md',
+    'bin/pidfd-reap',
+    'dist/index.js',
+    'dist/index.d.ts',
+    'dist/esm.mjs',
+    'dist/esm.d.mts',
+    'dist/cli.js',
+    'binding.gyp',
+    'native/install.cjs',
+    'native/pidfd_reap.cc',
+    PREBUILD,
+  ]) {
+    t.ok(files.has(file), `the tarball has ${file}`)
+  }
+  t.notOk([...files].some((f) => /^(test|bench|build|node_modules|coverage|\.tap)\//.test(f)), 'no tests, benchmarks or build trees')
+
+  const project = join(work, 'project')
+  mkdirSync(project)
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'uses-pidfd-reap', version: '1.0.0', private: true }))
+  const install = run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', join(packs, tarballs[0])], project, userEnv)
+  t.equal(install.status, 0, 'installs without a compiler on PATH', { stdout: install.stdout, stderr: install.stderr })
+  const installed = join(project, 'node_modules', 'pidfd-reap')
+  t.ok(existsSync(join(installed, PREBUILD)), 'with the prebuild')
+  t.notOk(existsSync(join(installed, 'build')), 'and compiled nothing (no build/)')
+  if (install.status !== 0) return
+
+  t.test('source maps point at shipped sources', async (t) => {
+    const maps = readdirSync(join(installed, 'dist')).filter((f) => f.endsWith('.map'))
+    t.ok(maps.length > 0, 'dist/ has source maps')
+    for (const map of maps) {
+      const { sources } = JSON.parse(readFileSync(join(installed, 'dist', map), 'utf8')) as { sources: string[] }
+      for (const source of sources) {
+        t.ok(existsSync(join(installed, 'dist', source)), `${map} -> ${relative(installed, join(installed, 'dist', source))}`)
+      }
+    }
+  })
+
+  t.test('prebuilds load on glibc 2.28 without libstdc++', async (t) => {
+    const prebuilds = [join(installed, PREBUILD)]
+    if (onPath(CROSS_COMPILER)) {
+      t.ok(files.has(ARM64_PREBUILD), `the tarball has ${ARM64_PREBUILD}`)
+      const elf = readFileSync(join(installed, ARM64_PREBUILD))
+      t.equal(elf.readUInt16LE(18), 183, 'linux-arm64 is an AArch64 ELF file (e_machine EM_AARCH64)')
+      prebuilds.push(join(installed, ARM64_PREBUILD))
+    } else {
+      t.comment(`no ${CROSS_COMPILER} here (.ci/run installs it), so npm pack built no linux-arm64 prebuild to check`)
+    }
+    t.equal(readFileSync(join(installed, PREBUILD)).readUInt16LE(18), 62, 'linux-x64 is an x86-64 ELF file')
+    const check = run(join(ROOT, 'scripts', 'prebuild'), ['--check', ...prebuilds], ROOT, plainEnv(process.env.PATH ?? ''))
+    t.equal(check.status, 0, 'no symbol version newer than GLIBC_2.28, no GLIBCXX/CXXABI', { stdout: check.stdout, stderr: check.stderr })
+  })
+
+  t.test('require loads the prebuild', async (t) => {
+    const script =
+      "const m = require('pidfd-reap');" +
+      "const dir = require('path').dirname(require.resolve('pidfd-reap/package.json'));" +
+      "console.log(JSON.stringify({ addon: require('node-gyp-build').path(dir), kill: typeof m.killAndReap, mrelease: typeof m.features().processMrelease }))"
+    const loaded = run('node', ['-e', script], project, userEnv)
+    t.equal(loaded.status, 0, 'runs', { stderr: loaded.stderr })
+    t.same(JSON.parse(loaded.stdout), { addon: join(installed, PREBUILD), kill: 'function', mrelease: 'boolean' })
+  })
+
+  t.test('ESM import, the same instance as require', async (t) => {
+    const script =
+      "import { killAndReap, Pidfd } from 'pidfd-reap'; import * as all from 'pidfd-reap'; import { createRequire } from 'node:module';" +
+      "const cjs = createRequire(import.meta.url)('pidfd-reap');" +
+      'console.log(typeof killAndReap, all.Pidfd === cjs.Pidfd && Pidfd === cjs.Pidfd, Object.keys(cjs).every((k) => k in all))'
+    const loaded = run('node', ['--input-type=module', '-e', script], project, userEnv)
+    t.equal(loaded.status, 0, 'runs', { stderr: loaded.stderr })
+    t.equal(loaded.stdout, 'function true true\n')
+  })
+
+  t.test('the types check from both module systems', async (t) => {
+    writeFileSync(
+      join(project, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          module: 'node16',
+          moduleResolution: 'node16',
+          target: 'ES2022',
+          lib: ['ES2022', 'ESNext.Disposable'],
+          strict: true,
+          noEmit: true,
+          types: ['node'],
+          typeRoots: [join(ROOT, 'node_modules', '@types')],
+        },
+        files: ['uses.mts', 'uses.cts'],
+      }),
+    )
+    // Each @ts-expect-error fails the check if the types were missing or `any`.
+    const body = [
+      'export async function stop(pid: number): Promise<number> {',
+      '  const report: ReapReport = await killAndReap(pid, { chunkBytes: DEFAULT_CHUNK_BYTES, deadlineMs: 500 })',
+      '  // @ts-expect-error chunkBytes is a number',
+      "  await killAndReap(pid, { chunkBytes: '16M' })",
+      '  // @ts-expect-error bytesReaped is a number',
+      '  const wrong: string = report.bytesReaped',
+      '  return report.bytesReaped + wrong.length',
+      '}',
+    ]
+    writeFileSync(join(project, 'uses.mts'), ["import { killAndReap, DEFAULT_CHUNK_BYTES, type ReapReport } from 'pidfd-reap'", ...body].join('\n'))
+    writeFileSync(
+      join(project, 'uses.cts'),
+      ["import reap = require('pidfd-reap')", 'const { killAndReap, DEFAULT_CHUNK_BYTES } = reap', 'type ReapReport = reap.ReapReport', ...body].join('\n'),
+    )
+    const tsc = run(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', project], project, userEnv)
+    t.equal(tsc.status, 0, 'tsc -p finds no error', { stdout: tsc.stdout })
+  })
+
+  t.test('npx pidfd-reap', async (t) => {
+    const help = run('npx', ['--no-install', 'pidfd-reap', '--help'], project, userEnv)
+    t.equal(help.status, 0, '--help exits 0', { stderr: help.stderr })
+    t.match(help.stdout, /^Usage:\n {2}pidfd-reap kill <pid>/)
+    const features = run('npx', ['--no-install', 'pidfd-reap', 'features', '--json'], project, userEnv)
+    t.equal(features.status, 0, 'features exits 0', { stderr: features.stderr })
+    t.match(JSON.parse(features.stdout), { processMrelease: Boolean })
+  })
+})
