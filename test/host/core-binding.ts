@@ -1,0 +1,26 @@
+// The raw binding under misuse that ends the process today, so the fuzzer
+// (test/fixtures/fuzz.cjs) has to steer clear of it.
+import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { join } from 'node:path'
+
+const BINDING = join(__dirname, '..', '..', 'dist', 'binding.js')
+
+t.test(
+  'closing a watched fd through the binding does not abort the process',
+  { todo: "native: closeFd must close the fd's poll handles first (libuv aborts when the fd of an active poll handle is closed)" },
+  async (t) => {
+    const script = `
+      const { native } = require(${JSON.stringify(BINDING)})
+      const { spawn } = require('node:child_process')
+      const child = spawn('sleep', ['10'], { stdio: 'ignore' }) // outlives an abort by seconds only
+      const fd = native.pidfdOpen(child.pid, 0)
+      native.watchReadable(fd, () => {})
+      native.closeFd(fd)
+      setTimeout(() => { console.log('alive'); child.kill('SIGKILL') }, 50)
+    `
+    const result = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 })
+    t.equal(result.signal, null, 'not killed by a signal (SIGABRT)')
+    t.equal(result.stdout, 'alive\n')
+  },
+)
