@@ -9,6 +9,13 @@
 //   bounds run --freezer DIR --method tryreap|mrelease [--cap BYTES]
 //              [layout options] [--build-cpu B] [--cpu C] [--max-calls N]
 //              [--timeout-ms MS]
+//   bounds clones --freezer DIR [layout options] [--build-cpu B] [--cpu C]
+//        builds one victim, then for each line "reap CAP" on stdin forks a
+//        clone of it (fork(): the clone maps the same pages, copy-on-write),
+//        freezes, kills and reaps the clone with calls of CAP bytes (0: no
+//        cap) and prints one JSON line; EOF ends. The pages stay mapped by
+//        the parent, so the calls unmap without freeing: this is how the
+//        p99 of a 64 MiB call gets 1000 samples without building 64 GiB.
 //
 // Two phases, so that the driver can build victims while none is measured:
 // the victim is built on CPU B (default: C) and frozen in its own cgroup
@@ -24,6 +31,9 @@
 //   --thp MIB        private anonymous, 2 MiB aligned, MADV_HUGEPAGE, written
 //   --file MIB       MAP_PRIVATE of an unlinked tmpfs file (/dev/shm), every
 //                    page written (copy-on-write anonymous copies)
+//   --file-path F    with --file: map this existing file instead (its page
+//                    cache outlives the victim: all the victim holds is its
+//                    copies, which reaping returns)
 //   --sparse-mib MIB a MADV_NOHUGEPAGE region with one page written per 2 MiB
 //   --vmas N --vma-kib K
 //                    N adjacent VMAs of K KiB of 4 KiB pages, all written, with
@@ -43,6 +53,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <inttypes.h>
 #include <sched.h>
 #include <signal.h>
@@ -58,31 +69,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
-#ifndef SYS_pidfd_send_signal
-#define SYS_pidfd_send_signal 424
-#endif
-#ifndef SYS_process_mrelease
-#define SYS_process_mrelease 448
-#endif
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
+#include "../victims/reap-sys.h"
 
 #define KIB 1024UL
 #define MIB (1024UL * KIB)
 #define GIB (1024UL * MIB)
 #define PMD_BYTES (2 * MIB)
 
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static pid_t victim;
+static pid_t victim, parent_victim;  // parent_victim: the clones' parent
 static char group[2048];  // the victim's freezer cgroup
 static void thaw(void);
 
@@ -94,22 +88,27 @@ static void die(const char *what) {
     thaw();
     waitpid(victim, NULL, 0);
   }
+  if (parent_victim > 0) {
+    kill(parent_victim, SIGKILL);
+    waitpid(parent_victim, NULL, 0);
+  }
   if (group[0]) rmdir(group);
   exit(1);
 }
 
 // ---------------------------------------------------------------- options
-static const char *opt_freezer, *opt_method = "tryreap";
+static const char *opt_freezer, *opt_method = "tryreap", *opt_file_path, *opt_mode;
 static uint64_t opt_cap;  // 0: SIZE_MAX
 static unsigned long opt_reserve_gib, opt_anon, opt_thp, opt_file, opt_sparse, opt_vmas, opt_vma_kib = 4;
 static int opt_cpu = 1, opt_build_cpu = -1;
 static long opt_max_calls = 4000000, opt_timeout_ms = 120000;
 
 static void parse(int argc, char **argv) {
-  if (argc < 2 || strcmp(argv[1], "run")) {
-    fprintf(stderr, "usage: bounds run --freezer GROUP --method tryreap|mrelease [--cap BYTES] [layout] (see the source)\n");
+  if (argc < 2 || (strcmp(argv[1], "run") && strcmp(argv[1], "clones"))) {
+    fprintf(stderr, "usage: bounds run|clones --freezer GROUP [--method tryreap|mrelease] [--cap BYTES] [layout] (see the source)\n");
     exit(2);
   }
+  opt_mode = argv[1];
   for (int i = 2; i < argc; i += 2) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) { fprintf(stderr, "bounds: %s needs a value\n", a); exit(2); }
@@ -120,6 +119,7 @@ static void parse(int argc, char **argv) {
     else if (!strcmp(a, "--anon")) opt_anon = strtoul(v, NULL, 10);
     else if (!strcmp(a, "--thp")) opt_thp = strtoul(v, NULL, 10);
     else if (!strcmp(a, "--file")) opt_file = strtoul(v, NULL, 10);
+    else if (!strcmp(a, "--file-path")) opt_file_path = v;
     else if (!strcmp(a, "--sparse-mib")) opt_sparse = strtoul(v, NULL, 10);
     else if (!strcmp(a, "--vmas")) opt_vmas = strtoul(v, NULL, 10);
     else if (!strcmp(a, "--vma-kib")) opt_vma_kib = strtoul(v, NULL, 10);
@@ -176,12 +176,17 @@ static void build_victim(void) {
   }
   if (opt_file) {
     char path[] = "/dev/shm/bounds-victim-XXXXXX";
-    int fd = mkstemp(path);
-    if (fd < 0) die("mkstemp");
-    if (ftruncate(fd, (off_t)(opt_file * MIB)) != 0) die("ftruncate");
+    int fd = opt_file_path ? open(opt_file_path, O_RDONLY) : mkstemp(path);
+    if (fd < 0) die(opt_file_path ? opt_file_path : "mkstemp");
+    struct stat st;
+    if (opt_file_path && (fstat(fd, &st) != 0 || (unsigned long)st.st_size < opt_file * MIB)) {
+      errno = EINVAL;
+      die("--file-path is smaller than --file");
+    }
+    if (!opt_file_path && ftruncate(fd, (off_t)(opt_file * MIB)) != 0) die("ftruncate");
     char *p = mmap(NULL, opt_file * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) die("mmap file");
-    unlink(path);
+    if (!opt_file_path) unlink(path);
     close(fd);
     populate(p, opt_file * MIB);
   }
@@ -200,21 +205,6 @@ static void build_victim(void) {
 }
 
 // ---------------------------------------------------------------- /proc and /sys
-static int read_file(const char *path, char *buf, size_t size) {
-  int fd = open(path, O_RDONLY);
-  if (fd < 0) return -1;
-  ssize_t n = read(fd, buf, size - 1);
-  close(fd);
-  if (n < 0) return -1;
-  buf[n] = 0;
-  return (int)n;
-}
-
-static long long read_number(const char *path) {
-  char buf[64];
-  return read_file(path, buf, sizeof buf) > 0 ? strtoll(buf, NULL, 10) : -1;
-}
-
 static int write_file(const char *path, const char *text) {
   int fd = open(path, O_WRONLY);
   int ok = fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text);
@@ -222,62 +212,11 @@ static int write_file(const char *path, const char *text) {
   return ok ? 0 : -1;
 }
 
-static long long field_after(const char *text, const char *key) {
-  const char *p = strstr(text, key);
-  return p ? strtoll(p + strlen(key), NULL, 10) : -1;
-}
-
-// What shows whether the victim ran: CPU time, context switches, runtime.
-struct ran {
-  long long utime, stime, nvcsw, nivcsw, sum_exec_ns;
-  char state;
-};
-
-static struct ran read_ran(int pid) {
-  static char buf[16384];
-  char path[64];
-  struct ran r = {-1, -1, -1, -1, -1, '?'};
-  snprintf(path, sizeof path, "/proc/%d/stat", pid);
-  if (read_file(path, buf, sizeof buf) > 0) {
-    char *p = strrchr(buf, ')');
-    // after ") ": state(3) ppid ... utime(14) stime(15)
-    if (p && sscanf(p + 2, "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lld %lld", &r.state, &r.utime, &r.stime) != 3) r.state = '?';
-  }
-  snprintf(path, sizeof path, "/proc/%d/status", pid);
-  if (read_file(path, buf, sizeof buf) > 0) {
-    r.nvcsw = field_after(buf, "\nvoluntary_ctxt_switches:");
-    r.nivcsw = field_after(buf, "\nnonvoluntary_ctxt_switches:");
-  }
-  snprintf(path, sizeof path, "/proc/%d/sched", pid);
-  if (read_file(path, buf, sizeof buf) > 0) {
-    // "se.sum_exec_runtime   :   1234.567890" (ms with ns decimals)
-    char *p = strstr(buf, "se.sum_exec_runtime");
-    if (p && (p = strchr(p, ':'))) {
-      long long ms = 0, frac = 0;
-      if (sscanf(p + 1, " %lld.%lld", &ms, &frac) >= 1) r.sum_exec_ns = ms * 1000000 + frac;
-    }
-  }
-  return r;
-}
-
-static int same_ran(struct ran a, struct ran b) {
-  return a.utime == b.utime && a.stime == b.stime && a.nvcsw == b.nvcsw && a.nivcsw == b.nivcsw &&
-         a.sum_exec_ns == b.sum_exec_ns;
-}
-
-static long long rss_pages(int pid) {
-  char path[64], buf[256];
-  long long size, resident;
-  snprintf(path, sizeof path, "/proc/%d/statm", pid);
-  if (read_file(path, buf, sizeof buf) <= 0 || sscanf(buf, "%lld %lld", &size, &resident) != 2) return -1;
-  return resident;
-}
-
 static long long smaps_kb(int pid, const char *key) {
   static char buf[8192];
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/smaps_rollup", pid);
-  return read_file(path, buf, sizeof buf) > 0 ? field_after(buf, key) : -1;
+  return reap_read_text(path, buf, sizeof buf) > 0 ? reap_field_after(buf, key) : -1;
 }
 
 static long count_vmas(int pid) {
@@ -296,7 +235,7 @@ static long count_vmas(int pid) {
 static int frozen(void) {
   char path[4096], buf[64];
   snprintf(path, sizeof path, "%s/freezer.state", group);
-  return read_file(path, buf, sizeof buf) > 0 && !strncmp(buf, "FROZEN", 6);
+  return reap_read_text(path, buf, sizeof buf) > 0 && !strncmp(buf, "FROZEN", 6);
 }
 
 static void pin(int cpu) {
@@ -306,8 +245,7 @@ static void pin(int cpu) {
   if (sched_setaffinity(0, sizeof set, &set) != 0) die("sched_setaffinity");
 }
 
-static void freeze(int pid) {
-  char path[4096], text[32];
+static void make_group(void) {
   if (snprintf(group, sizeof group, "%s/bounds-%d", opt_freezer, (int)getpid()) >= (int)sizeof group) {
     group[0] = 0;
     errno = ENAMETOOLONG;
@@ -317,14 +255,19 @@ static void freeze(int pid) {
     group[0] = 0;
     die("mkdir (freezer cgroup)");
   }
+}
+
+static void freeze(int pid) {
+  char path[4096], text[32];
+  if (!group[0]) make_group();
   snprintf(path, sizeof path, "%s/cgroup.procs", group);
   snprintf(text, sizeof text, "%d", pid);
   if (write_file(path, text) != 0) die(path);
   snprintf(path, sizeof path, "%s/freezer.state", group);
   if (write_file(path, "FROZEN") != 0) die(path);
-  for (uint64_t until = now_ns() + 10000000000ull; !frozen(); usleep(1000)) {
+  for (uint64_t until = reap_now_ns() + 10000000000ull; !frozen(); usleep(1000)) {
     errno = ETIMEDOUT;
-    if (now_ns() > until) die("freezing the victim");
+    if (reap_now_ns() > until) die("freezing the victim");
   }
 }
 
@@ -341,10 +284,10 @@ static const char *vmstat_keys[] = {"pgmigrate_success", "compact_stall", "compa
 static void read_vmstat(long long *out) {
   static char buf[16384];
   char key[64];
-  int ok = read_file("/proc/vmstat", buf, sizeof buf) > 0;
+  int ok = reap_read_text("/proc/vmstat", buf, sizeof buf) > 0;
   for (size_t i = 0; i < NVMSTAT; i++) {
     snprintf(key, sizeof key, "\n%s ", vmstat_keys[i]);
-    out[i] = ok ? field_after(buf, key) : -1;
+    out[i] = ok ? reap_field_after(buf, key) : -1;
   }
 }
 
@@ -354,9 +297,9 @@ struct counters {
 
 static struct counters read_counters(void) {
   return (struct counters){
-      read_number("/sys/kernel/mm/reap_dying/calls"),
-      read_number("/sys/kernel/mm/reap_dying/pages_reaped"),
-      read_number("/sys/kernel/mm/reap_dying/busy"),
+      reap_read_number(REAP_DYING_SYSFS "/calls"),
+      reap_read_number(REAP_DYING_SYSFS "/pages_reaped"),
+      reap_read_number(REAP_DYING_SYSFS "/busy"),
   };
 }
 
@@ -369,9 +312,9 @@ static struct call *calls;
 static long ncalls;
 
 static long timed(long nr, int pidfd, size_t cap) {
-  uint64_t start = now_ns();
+  uint64_t start = reap_now_ns();
   long ret = nr == SYS_process_mrelease ? syscall(nr, pidfd, 0) : syscall(nr, pidfd, 0, cap);
-  uint64_t end = now_ns();
+  uint64_t end = reap_now_ns();
   ret = ret < 0 ? -errno : ret;
   if (ncalls < opt_max_calls) calls[ncalls++] = (struct call){end - start, ret};
   return ret;
@@ -383,19 +326,130 @@ static long timed(long nr, int pidfd, size_t cap) {
 static uint64_t calibrate(void) {
   uint64_t best = UINT64_MAX;
   for (int round = 0; round < 3; round++) {
-    uint64_t start = now_ns();
+    uint64_t start = reap_now_ns();
     for (volatile unsigned long i = 0; i < 200000; i++) {
     }
-    uint64_t ns = now_ns() - start;
+    uint64_t ns = reap_now_ns() - start;
     if (ns < best) best = ns;
   }
   return best;
 }
 
 // ---------------------------------------------------------------- output
-static void print_ran(const char *name, struct ran r) {
-  printf("\"%s\":{\"state\":\"%c\",\"utime\":%lld,\"stime\":%lld,\"nvcsw\":%lld,\"nivcsw\":%lld,\"sumExecNs\":%lld}", name,
-         r.state, r.utime, r.stime, r.nvcsw, r.nivcsw, r.sum_exec_ns);
+static void print_ran(const char *name, struct reap_ran r) {
+  printf("\"%s\":", name);
+  reap_print_ran(stdout, r);
+}
+
+// "ns":[...],"results":[[value, count]...]: each call's time, and the
+// results run-length encoded (most runs are long runs of the cap, or of EAGAIN).
+static void print_calls(void) {
+  printf("\"ns\":[");
+  for (long i = 0; i < ncalls; i++) printf("%s%" PRIu64, i ? "," : "", calls[i].ns);
+  printf("],\"results\":[");
+  for (long i = 0, first = 1; i < ncalls;) {
+    long j = i;
+    while (j < ncalls && calls[j].ret == calls[i].ret) j++;
+    printf("%s[%ld,%ld]", first ? "" : ",", calls[i].ret, j - i);
+    first = 0;
+    i = j;
+  }
+  printf("]");
+}
+
+// ---------------------------------------------------------------- clones
+// The parent victim forks a clone for each byte on `req` and answers its pid
+// on `resp`; SIGCHLD ignored, so the clones are reaped by the kernel.
+static void clone_server(int req, int resp) {
+  signal(SIGCHLD, SIG_IGN);
+  char byte;
+  while (read(req, &byte, 1) == 1) {
+    pid_t child = fork();
+    if (child == 0) {
+      close(req);
+      close(resp);
+      for (;;) pause();
+    }
+    if (write(resp, &child, sizeof child) != sizeof child) _exit(1);
+  }
+  _exit(0);
+}
+
+static int clones_main(long nr) {
+  int req[2], resp[2];
+  if (pipe(req) != 0 || pipe(resp) != 0) die("pipe");
+  uint64_t t_setup = reap_now_ns();
+  pid_t parent = parent_victim = fork();
+  if (parent < 0) die("fork");
+  if (parent == 0) {
+    close(req[1]);
+    close(resp[0]);
+    build_victim();
+    clone_server(req[0], resp[1]);
+  }
+  close(req[0]);
+  close(resp[1]);
+  calls = calloc((size_t)opt_max_calls, sizeof *calls);
+  if (!calls) die("calloc");
+  make_group();
+  char line[128];
+  int first = 1;
+  while (fgets(line, sizeof line, stdin)) {
+    unsigned long long cap_arg;
+    if (sscanf(line, "reap %llu", &cap_arg) != 1) continue;
+    size_t cap = cap_arg ? (size_t)cap_arg : SIZE_MAX;
+    uint64_t t_fork = reap_now_ns();
+    pid_t pid;
+    if (write(req[1], "f", 1) != 1 || read(resp[0], &pid, sizeof pid) != sizeof pid) {
+      errno = EIO;
+      die("the clones' parent failed (building its layout?)");
+    }
+    // The first fork waits for the parent to be built.
+    double setup_ms = first ? (double)(reap_now_ns() - t_setup) / 1e6 : 0;
+    double fork_ms = first ? 0 : (double)(reap_now_ns() - t_fork) / 1e6;
+    first = 0;
+    victim = pid;
+    freeze(pid);
+    pin(opt_cpu);
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0) die("pidfd_open");
+    long long rss_before = reap_rss_pages(pid);
+    struct reap_ran before = reap_read_ran(pid);
+    int frozen_before = frozen();
+    if (syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) != 0) die("pidfd_send_signal");
+    ncalls = 0;
+    long long bytes = 0;
+    const char *ended = "zero";
+    for (;;) {
+      long ret = timed(nr, pidfd, cap);
+      if (ret > 0) bytes += ret;
+      else if (ret == 0) break;
+      else if (ret != -EAGAIN && ret != -EBUSY) { ended = "error"; break; }
+      if (ncalls >= opt_max_calls) { ended = "max-calls"; break; }
+    }
+    struct reap_ran after = reap_read_ran(pid);
+    int frozen_after = frozen();
+    long long rss_after = reap_rss_pages(pid);
+    thaw();
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    if (poll(&p, 1, 60000) != 1) die("waiting for a clone to exit");
+    close(pidfd);
+    victim = 0;
+    pin(opt_build_cpu);
+    printf("{\"cap\":%llu,\"pid\":%d,\"setupMs\":%.1f,\"forkMs\":%.1f,\"pageSize\":%ld,\"rssBefore\":%lld,\"rssAfter\":%lld,",
+           cap_arg, (int)pid, setup_ms, fork_ms, sysconf(_SC_PAGESIZE), rss_before, rss_after);
+    printf("\"ended\":\"%s\",\"calls\":%ld,\"bytes\":%lld,\"victimRan\":%s,", ended, ncalls, bytes,
+           reap_same_ran(before, after) && frozen_before && frozen_after ? "false" : "true");
+    print_calls();
+    printf("}\n");
+    fflush(stdout);
+  }
+  close(req[1]);  // the parent ends
+  kill(parent, SIGKILL);
+  waitpid(parent, NULL, 0);
+  parent_victim = 0;
+  if (rmdir(group) != 0) die("rmdir (freezer cgroup)");
+  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -403,17 +457,21 @@ int main(int argc, char **argv) {
   pin(opt_build_cpu);  // the victim inherits it
   long nr = -1;
   if (!strcmp(opt_method, "tryreap")) {
-    nr = read_number("/sys/kernel/mm/reap_dying/syscall_nr");
+    nr = reap_syscall_nr();
     if (nr < 0) { fprintf(stderr, "bounds: try_reap_dying_process not available (no /sys/kernel/mm/reap_dying/syscall_nr)\n"); return 3; }
   } else {
     nr = SYS_process_mrelease;
   }
   size_t cap = opt_cap ? (size_t)opt_cap : SIZE_MAX;
+  if (!strcmp(opt_mode, "clones")) {
+    if (nr == SYS_process_mrelease) { fprintf(stderr, "bounds: clones reap with try_reap_dying_process\n"); return 2; }
+    return clones_main(nr);
+  }
 
   // The victim is forked before this program allocates anything big.
   int ready[2];
   if (pipe(ready) != 0) die("pipe");
-  uint64_t t_setup = now_ns();
+  uint64_t t_setup = reap_now_ns();
   pid_t pid = victim = fork();
   if (pid < 0) die("fork");
   if (pid == 0) {
@@ -428,7 +486,7 @@ int main(int argc, char **argv) {
     die("the victim failed to build its layout");
   }
   close(ready[0]);
-  double setup_ms = (double)(now_ns() - t_setup) / 1e6;
+  double setup_ms = (double)(reap_now_ns() - t_setup) / 1e6;
   calls = calloc((size_t)opt_max_calls, sizeof *calls);
   if (!calls) die("calloc");
   long vmas = count_vmas(pid);
@@ -445,9 +503,9 @@ int main(int argc, char **argv) {
   pin(opt_cpu);
   int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
   if (pidfd < 0) die("pidfd_open");
-  long long rss_before = rss_pages(pid);
+  long long rss_before = reap_rss_pages(pid);
   struct counters c0 = read_counters();
-  struct ran before = read_ran(pid);
+  struct reap_ran before = reap_read_ran(pid);
   int frozen_before = frozen();
   long long vm0[NVMSTAT], vm1[NVMSTAT];
   read_vmstat(vm0);
@@ -456,7 +514,7 @@ int main(int argc, char **argv) {
   getrusage(RUSAGE_SELF, &ru0);
 
   if (syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) != 0) die("pidfd_send_signal");
-  uint64_t t_kill = now_ns(), deadline = t_kill + (uint64_t)opt_timeout_ms * 1000000ull;
+  uint64_t t_kill = reap_now_ns(), deadline = t_kill + (uint64_t)opt_timeout_ms * 1000000ull;
   long ebusy = 0, eagain = 0, positive = 0, other = 0, first_other = 0;
   long long bytes = 0, max_ret = 0;
   const char *ended = "zero";
@@ -484,27 +542,27 @@ int main(int argc, char **argv) {
         break;
       }
       if (ncalls >= opt_max_calls) { ended = "max-calls"; break; }
-      if (now_ns() > deadline) { ended = "timeout"; break; }
+      if (reap_now_ns() > deadline) { ended = "timeout"; break; }
     }
   }
-  uint64_t t_end = now_ns();
+  uint64_t t_end = reap_now_ns();
   getrusage(RUSAGE_SELF, &ru1);
   uint64_t cal_after = calibrate();
   read_vmstat(vm1);
-  struct ran after = read_ran(pid);
+  struct reap_ran after = reap_read_ran(pid);
   int frozen_after = frozen();
-  long long rss_after = rss_pages(pid);
+  long long rss_after = reap_rss_pages(pid);
   struct counters c1 = read_counters();
   // 0 must stay 0 until the mm is released (outside the timed calls).
   long again = nr == SYS_process_mrelease ? 0 : syscall(nr, pidfd, 0, cap);
   if (again < 0) again = -errno;
 
-  uint64_t t_thaw = now_ns();
+  uint64_t t_thaw = reap_now_ns();
   thaw();
   int status = 0;
   victim = 0;
   if (waitpid(pid, &status, 0) != pid) die("waitpid");
-  double exit_ms = (double)(now_ns() - t_thaw) / 1e6;
+  double exit_ms = (double)(reap_now_ns() - t_thaw) / 1e6;
   if (rmdir(group) != 0) die("rmdir (freezer cgroup)");
 
   printf("{\"method\":\"%s\",\"cap\":%" PRIu64 ",\"pid\":%d,\"cpu\":%d,\"buildCpu\":%d,\"setupMs\":%.1f,\"vmas\":%ld,\"thpBytes\":%lld,",
@@ -521,22 +579,12 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < NVMSTAT; i++) printf("%s\"%s\":%lld", i ? "," : "", vmstat_keys[i], vm1[i] - vm0[i]);
   printf("},");
   printf("\"frozen\":[%s,%s],\"victimRan\":%s,", frozen_before ? "true" : "false", frozen_after ? "true" : "false",
-         same_ran(before, after) && frozen_before && frozen_after ? "false" : "true");
+         reap_same_ran(before, after) && frozen_before && frozen_after ? "false" : "true");
   print_ran("before", before);
   putchar(',');
   print_ran("after", after);
-  printf(",\"exit\":%d,\"ns\":[", status);
-  for (long i = 0; i < ncalls; i++) printf("%s%" PRIu64, i ? "," : "", calls[i].ns);
-  // Results, run-length encoded as [value, count] (most runs are long runs of
-  // the cap, or of EAGAIN).
-  printf("],\"results\":[");
-  for (long i = 0, first = 1; i < ncalls;) {
-    long j = i;
-    while (j < ncalls && calls[j].ret == calls[i].ret) j++;
-    printf("%s[%ld,%ld]", first ? "" : ",", calls[i].ret, j - i);
-    first = 0;
-    i = j;
-  }
-  printf("]}\n");
+  printf(",\"exit\":%d,", status);
+  print_calls();
+  printf("}\n");
   return 0;
 }
