@@ -5,8 +5,10 @@ import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { Freezer, compileC } from '../test/fixtures/victims'
-import { ROOT } from './measure'
+import { Freezer, compileC, projectRoot } from '../victims'
+
+/** The C helper, compiled once per process. */
+export const boundsHelper = (): string => compileC(join(projectRoot(), 'bench', 'bounds.c'))
 
 export const KiB = 1024
 export const MiB = 1024 * KiB
@@ -22,6 +24,8 @@ export interface Layout {
   sparseMiB?: number
   vmas?: number
   vmaKiB?: number
+  /** The file that fileMiB maps privately (else a fresh tmpfs file per victim, whose page cache goes with it). */
+  filePath?: string
 }
 
 export interface Arm {
@@ -82,7 +86,7 @@ export interface Run {
   rets: number[]
 }
 
-function layoutArgs(layout: Layout): string[] {
+export function layoutArgs(layout: Layout): string[] {
   const args: string[] = []
   const add = (flag: string, value: number | undefined): void => {
     if (value) args.push(flag, String(value))
@@ -94,6 +98,7 @@ function layoutArgs(layout: Layout): string[] {
   add('--sparse-mib', layout.sparseMiB)
   add('--vmas', layout.vmas)
   add('--vma-kib', layout.vmaKiB)
+  if (layout.fileMiB && layout.filePath) args.push('--file-path', layout.filePath)
   return args
 }
 
@@ -117,7 +122,7 @@ interface Pending {
 function startRun(arm: Arm, freezer: Freezer, buildCpu: number, config: RunSettings): Pending {
   const args = ['run', '--freezer', freezer.group, '--method', arm.method, '--cap', String(arm.capBytes)]
   args.push('--build-cpu', String(buildCpu), '--cpu', String(config.cpu), ...layoutArgs(arm.layout))
-  const child = spawn(compileC(join(ROOT, 'bench', 'bounds.c')), args, { stdio: ['pipe', 'pipe', 'inherit'] })
+  const child = spawn(boundsHelper(), args, { stdio: ['pipe', 'pipe', 'inherit'] })
   child.stdin!.on('error', () => {}) // EPIPE if it died: reported through `closed`
   let json = ''
   let frozen!: () => void
@@ -151,10 +156,10 @@ function startRun(arm: Arm, freezer: Freezer, buildCpu: number, config: RunSetti
   }
 }
 
-/** MiB a victim holds (a private file page also has its tmpfs page), with some room for page tables. */
-function footprintMiB(layout: Layout): number {
+/** MiB a victim holds (a private file page of a fresh file also has its tmpfs page), with some room for page tables. */
+export function footprintMiB(layout: Layout): number {
   const l = { anonMiB: 0, thpMiB: 0, fileMiB: 0, sparseMiB: 0, vmas: 0, vmaKiB: 4, ...layout }
-  return l.anonMiB + l.thpMiB + 2 * l.fileMiB + (l.vmas * l.vmaKiB) / KiB + l.sparseMiB / 256 + 16
+  return l.anonMiB + l.thpMiB + (l.filePath ? 1 : 2) * l.fileMiB + (l.vmas * l.vmaKiB) / KiB + l.sparseMiB / 256 + 16
 }
 
 function availableMiB(): number {

@@ -6,20 +6,14 @@
 // the ratios come from bounds-ratios.ts. This file: the settings, the
 // victims, the rounds (repeated when a victim ran) and the section it
 // returns for results.json.
-import { createHash } from 'node:crypto'
-import { existsSync, readFileSync } from 'node:fs'
-import { cpus, totalmem } from 'node:os'
-import { basename, join } from 'node:path'
-import { Freezer } from '../test/fixtures/victims'
-import { type Arm, type Layout, type Run, KiB, MiB, RUN_COLUMNS, anomalies, invalidReason, oddity, runRound, runRow, slowdowns } from './bounds-run'
-import { GOALS, QUIET, RATIO_NOTES, armSummary, computeRatios, type Goal } from './bounds-ratios'
-import { ROOT } from './measure'
-import { median, random, shuffled } from './stats'
+import { Freezer } from '../victims'
+import { type Arm, type Layout, type Run, KiB, RUN_COLUMNS, anomalies, invalidReason, oddity, runRound, runRow, slowdowns } from './bounds-run'
+import { QUIET, armSummary, computeRatios } from './bounds-ratios'
+import { median, round, shuffled, type Estimate } from './stats'
 
 export interface BoundsConfig {
   rounds: number
   warmup: number
-  seed: number
   resamples: number
   /** CPU of the reaper and the (frozen) victim; the Node driver stays on CPU 0. */
   cpu: number
@@ -29,6 +23,8 @@ export interface BoundsConfig {
   maxInvalid: number
   /** MiB of MemAvailable left free when victims are built ahead of their measuring. */
   reserveMiB: number
+  /** The benchmark's tmpfs file that the private-file part maps (its page cache outlives the victims). */
+  filePath?: string
 }
 
 function envInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -38,75 +34,37 @@ function envInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number 
   return Number(text)
 }
 
-export function boundsConfig(env = process.env): BoundsConfig {
-  const rounds = envInt(env, 'PIDFD_REAP_BOUNDS_ROUNDS', 15)
+/** The bounds part's own settings; rounds, warm-up and resamples are the benchmark's (bench/config.ts). */
+export function boundsConfig(common: { rounds: number; warmup: number; resamples: number; filePath?: string }, env = process.env): BoundsConfig {
   return {
-    rounds,
-    warmup: envInt(env, 'PIDFD_REAP_BOUNDS_WARMUP', 1),
-    seed: envInt(env, 'PIDFD_REAP_BOUNDS_SEED', Date.now() % 2 ** 31),
-    resamples: envInt(env, 'PIDFD_REAP_BOUNDS_RESAMPLES', 2000),
+    ...common,
     cpu: envInt(env, 'PIDFD_REAP_BOUNDS_CPU', 1),
-    bigMiB: envInt(env, 'PIDFD_REAP_BOUNDS_BIG_MIB', 1024),
-    maxInvalid: Math.max(3, rounds),
+    bigMiB: envInt(env, 'PIDFD_REAP_BOUNDS_BIG_MIB', 256),
+    maxInvalid: Math.max(3, common.rounds),
     reserveMiB: 768,
   }
 }
 
 export function arms(config: BoundsConfig): Arm[] {
   const big = config.bigMiB
-  const mixed: Layout = { anonMiB: big / 2, thpMiB: big / 4, fileMiB: big / 4 }
-  const spread: Layout = { vmas: (big * KiB) / 256, vmaKiB: 256 }
-  const dense: Layout = { anonMiB: 128 }
+  const mixed: Layout = { anonMiB: big / 2, thpMiB: big / 4, fileMiB: big / 4, filePath: config.filePath }
+  // Thousands of VMAs whatever the size: 64 KiB each (4096 of them at 256 MiB).
+  const spread: Layout = { vmas: (big * KiB) / 64, vmaKiB: 64 }
   const tryreap = (id: string, what: string, layout: Layout, capBytes: number): Arm => ({ id, what, layout, method: 'tryreap', capBytes })
   return [
-    tryreap('4KiB-plain', '4 MiB of 4 KiB pages', { anonMiB: 4 }, 4 * KiB),
+    tryreap('4KiB-dense', 'dense: 4 MiB of 4 KiB pages', { anonMiB: 4 }, 4 * KiB),
     tryreap('4KiB-reserved', 'the same + an empty 1 TiB PROT_NONE reservation', { reserveGiB: 1024, anonMiB: 4 }, 4 * KiB),
-    tryreap('1MiB-dense', 'dense: 128 MiB of 4 KiB pages', dense, MiB),
-    tryreap('1MiB-sparse', 'sparse: one page written per 2 MiB of a 1 GiB region', { sparseMiB: 1024 }, MiB),
-    tryreap('1MiB-vmas', 'many VMAs: 10000 one-page VMAs (alternating protections)', { vmas: 10000, vmaKiB: 4 }, MiB),
-    tryreap('1MiB-reserved', 'dense 128 MiB + an empty 1 TiB PROT_NONE reservation', { reserveGiB: 1024, ...dense }, MiB),
-    tryreap('mixed-1MiB', `mixed ${big} MiB: 4 KiB anon 1/2, THP 1/4, dirtied private tmpfs file 1/4`, mixed, MiB),
+    tryreap('4KiB-vmas', 'many VMAs: 10000 one-page VMAs (alternating protections)', { vmas: 10000, vmaKiB: 4 }, 4 * KiB),
+    tryreap('mixed-1MiB', `mixed ${big} MiB: 4 KiB anon 1/2, THP 1/4, written private tmpfs file pages 1/4`, mixed, 1024 * KiB),
     tryreap('mixed-uncapped', 'the same, one uncapped call (SIZE_MAX)', mixed, 0),
     { id: 'mixed-mrelease', what: 'the same, process_mrelease', layout: mixed, method: 'mrelease', capBytes: 0 },
-    tryreap('spread-1MiB', `spread ${big} MiB: 4 KiB pages in ${spread.vmas} VMAs of 256 KiB (alternating protections)`, spread, MiB),
+    tryreap('spread-1MiB', `spread ${big} MiB: 4 KiB pages in ${spread.vmas} VMAs of ${spread.vmaKiB} KiB (alternating protections)`, spread, 1024 * KiB),
     tryreap('spread-uncapped', 'the same, one uncapped call (SIZE_MAX)', spread, 0),
   ]
 }
 
 function log(text: string): void {
   process.stderr.write(`bench bounds: ${text}\n`)
-}
-
-function kernelInfo(syscallNr: number): Record<string, unknown> {
-  const read = (path: string): string | null => {
-    try {
-      return readFileSync(path, 'utf8').trim()
-    } catch {
-      return null
-    }
-  }
-  const out = process.env.PIDFD_REAP_KERNEL_OUT
-  const inputs = out ? read(join(out, 'inputs')) : null
-  const patches: Record<string, string> = {}
-  for (const match of (inputs ?? '').matchAll(/^patch: (\S+) ([0-9a-f]{64})$/gm)) patches[match[1]] = match[2]
-  const dir = join(ROOT, 'kernel-patch', 'linux-6.12')
-  const tree: Record<string, string> = {}
-  if (existsSync(dir)) {
-    for (const name of Object.keys(patches)) {
-      const file = join(dir, name)
-      tree[name] = existsSync(file) ? createHash('sha256').update(readFileSync(file)).digest('hex') : 'missing'
-    }
-  }
-  return {
-    release: read('/proc/sys/kernel/osrelease'),
-    version: read('/proc/sys/kernel/version'),
-    buildKey: out ? basename(out) : null,
-    patches: inputs ? patches : null,
-    /** Whether the patches the kernel was built from are the work tree's now, and which are not. */
-    patchesAsInWorkTree: inputs ? Object.keys(patches).every((name) => tree[name] === patches[name]) : null,
-    patchesChangedSince: inputs ? Object.keys(patches).filter((name) => tree[name] !== patches[name]) : null,
-    tryReapSyscallNr: syscallNr,
-  }
 }
 
 /** How often the vCPU ran slow around a measured run (see slowdowns()). */
@@ -122,12 +80,10 @@ function contention(runs: Run[]): Record<string, unknown> {
   }
 }
 
-/** Runs the bounds part; returns the `bounds` section of results.json. */
-export async function runBounds(config = boundsConfig()): Promise<Record<string, unknown>> {
+/** Runs the bounds part: its estimates, and its section of results.json. */
+export async function runBounds(config: BoundsConfig, rand: () => number): Promise<{ estimates: Record<string, Estimate>; section: Record<string, unknown> }> {
   const started = Date.now()
-  const syscallNr = Number(readFileSync('/sys/kernel/mm/reap_dying/syscall_nr', 'utf8'))
   const list = arms(config)
-  const rand = random(config.seed)
   const freezer = Freezer.create(`pidfd-reap-bounds-${process.pid}`)
   const measured: Run[][] = []
   const invalid: { attempt: number; reasons: string[] }[] = []
@@ -180,63 +136,42 @@ export async function runBounds(config = boundsConfig()): Promise<Record<string,
   if (measured.length < 2) throw new Error(`bench bounds: only ${measured.length} valid rounds`)
 
   const { estimates, details } = computeRatios(measured, config.resamples, rand)
-  const ratios: Record<string, number> = {}
-  const ratiosCi95: Record<string, [number, number]> = {}
-  const pass: Record<string, boolean> = {}
-  const ciMeetsGoal: Record<string, boolean> = {}
-  const r3 = (v: number): number => Math.round(v * 1000) / 1000
-  const meets = (v: number, goal: Goal): boolean => (goal.op === '<=' ? v <= goal.value : v >= goal.value)
-  for (const [key, e] of Object.entries(estimates)) {
-    ratios[key] = r3(e.value)
-    ratiosCi95[key] = [r3(e.ci95[0]), r3(e.ci95[1])]
-    pass[key] = meets(e.value, GOALS[key])
-    ciMeetsGoal[key] = meets(e.ci95[0], GOALS[key]) && meets(e.ci95[1], GOALS[key])
-  }
   for (const d of Object.values(details)) {
     for (const [k, v] of Object.entries(d)) {
-      if (typeof v === 'number') d[k] = r3(v)
-      else if (Array.isArray(v) && v.every((x) => typeof x === 'number')) d[k] = v.map(r3)
+      if (typeof v === 'number') d[k] = round(v)
+      else if (Array.isArray(v) && v.every((x) => typeof x === 'number')) d[k] = v.map((x) => round(x))
     }
   }
   const perArm: Record<string, unknown> = {}
   for (const arm of list) perArm[arm.id] = { what: arm.what, method: arm.method, capBytes: arm.capBytes, layout: arm.layout, ...armSummary(measured.map((round) => round.find((r) => r.arm === arm.id)!)) }
   const durationMs = Date.now() - started
-  log(`ratios ${JSON.stringify(ratios)} in ${(durationMs / 60000).toFixed(1)} min`)
+  log(`done in ${(durationMs / 60000).toFixed(1)} min`)
   return {
-    schema: 1,
-    generatedAt: new Date().toISOString(),
-    durationMs,
-    kernel: kernelInfo(syscallNr),
-    accelerator: process.env.PIDFD_REAP_BENCH_ACCEL ?? (process.env.PIDFD_REAP_VM ? 'tcg' : 'none'),
-    machine: { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown', memoryBytes: totalmem() },
-    settings: {
-      ...config,
-      roundsMeasured: measured.length,
-      order: 'the 11 runs of a round in a random order (seeded), a new order each round',
-      victims:
-        'forked by bench/bounds.c, built (two at a time, one per CPU, as many as fit in memory), frozen in a cgroup v1 freezer, then measured one by one while nothing else runs: SIGKILL through a pidfd, reaping, thaw',
-      victimCheck:
-        'utime, stime, voluntary and involuntary context switches, se.sum_exec_runtime and the freezer state, read before the kill and after the last call, unchanged; else the round is repeated',
-      placement: `reaper and victim on CPU ${config.cpu}, nothing else runnable there; the Node driver on CPU 0`,
-      calls: 'try_reap_dying_process called until it returns 0 (EAGAIN and EBUSY: called again at once); one more call checks that 0 stays 0 (not timed)',
-      timing: 'CLOCK_MONOTONIC around each syscall (in-syscall wall time)',
-      p99: 'nearest rank (the ceil(0.99 n)-th smallest) over all calls but EBUSY, pooled over the measured rounds per side',
-      interval: `percentile bootstrap 95 %, ${config.resamples} resamples of the rounds (paired: a round's runs stay together)`,
-      hostLoadAverage: process.env.PIDFD_REAP_BENCH_HOST_LOAD ?? null,
+    estimates,
+    section: {
+      durationMs,
+      settings: {
+        ...config,
+        roundsMeasured: measured.length,
+        order: `the ${list.length} runs of a round in a random order, a new order each round`,
+        victims:
+          'forked by bench/bounds.c, built (two at a time, one per CPU, as many as fit in memory), frozen in a cgroup v1 freezer, then measured one by one while nothing else runs: SIGKILL through a pidfd, reaping, thaw',
+        victimCheck:
+          'utime, stime, voluntary and involuntary context switches, se.sum_exec_runtime and the freezer state, read before the kill and after the last call, unchanged; else the round is repeated',
+        placement: `reaper and victim on CPU ${config.cpu}, nothing else runnable there; the Node driver on CPU 0`,
+        calls: 'try_reap_dying_process called until it returns 0 (EAGAIN and EBUSY: called again at once); one more call checks that 0 stays 0 (not timed)',
+        timing: 'CLOCK_MONOTONIC around each syscall (in-syscall wall time)',
+        p99: 'nearest rank (the ceil(0.99 n)-th smallest) over all calls but EBUSY, pooled over the measured rounds per side',
+        interval: `percentile bootstrap 95 %, ${config.resamples} resamples of the rounds (paired: a round's runs stay together)`,
+      },
+      details,
+      arms: perArm,
+      hostContention: contention(measured.flat()),
+      invalidRounds: invalid,
+      anomalies: [...found.values()],
+      oddities,
+      orders,
+      runs: { columns: RUN_COLUMNS, rows: measured.flat().map(runRow) },
     },
-    goals: Object.fromEntries(Object.entries(GOALS).map(([k, g]) => [k, `${g.op} ${g.value}`])),
-    ratios,
-    ratiosCi95,
-    pass,
-    ciMeetsGoal,
-    ratiosNotes: RATIO_NOTES,
-    details,
-    arms: perArm,
-    hostContention: contention(measured.flat()),
-    invalidRounds: invalid,
-    anomalies: [...found.values()],
-    oddities,
-    orders,
-    runs: { columns: RUN_COLUMNS, rows: measured.flat().map(runRow) },
   }
 }

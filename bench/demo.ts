@@ -3,12 +3,15 @@
 // comparison table. Uses the victims module and the benchmark's measurement.
 import { readFileSync } from 'node:fs'
 import { features } from 'pidfd-reap'
-import { MiB, mixOf, pinProcess, procView, startScenario, unthrottleRt } from '../test/fixtures/victims'
-import { figures, measure, type Figures, type Method } from './measure'
+import { MiB, mixOf, pinProcess, procView, startScenario, unthrottleRt } from '../victims'
+import { figures, type Figures } from './figures'
+import { measure, smallFreeLists, type Method } from './measure'
 
 interface DemoMethod {
   label: string
   method: Method
+  /** Ends the busy loop this long after the kill. */
+  releaseAfterMs?: number
 }
 
 const BAR = 30
@@ -33,7 +36,7 @@ export async function runDemo(env = process.env): Promise<number> {
   const live = env.PIDFD_REAP_DEMO_TTY ? env.PIDFD_REAP_DEMO_TTY === '1' : process.stdout.isTTY === true
   const kernel = readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()
   const methods: DemoMethod[] = [
-    { label: 'wait for exit', method: { kind: 'wait', releaseAfterMs: starveMs } },
+    { label: 'wait for exit', method: { kind: 'wait' }, releaseAfterMs: starveMs },
     { label: 'process_mrelease', method: { kind: 'mrelease' } },
     { label: 'try_reap, 16 MiB chunks', method: { kind: 'killAndReap', chunkBytes: 16 * MiB } },
   ]
@@ -47,9 +50,10 @@ export async function runDemo(env = process.env): Promise<number> {
 
   pinProcess(0)
   const restoreRt = unthrottleRt()
+  const restoreFreeLists = smallFreeLists() // so that MemFree shows what an exit frees when it frees it
   const rows: { label: string; f: Figures }[] = []
   try {
-    for (const { label, method } of methods) {
+    for (const { label, method, releaseAfterMs } of methods) {
       const s = await startScenario('starved', { memory: mixOf(sizeMiB), victimCpu: 1, maxStarveSeconds: 120 })
       try {
         const { pid, heldBytes } = s.victim
@@ -79,7 +83,7 @@ export async function runDemo(env = process.env): Promise<number> {
             startedAt = performance.now()
             killed = true
           }
-          f = figures(await measure(s.victim, method, { starverPid: s.starver!.pid, settleMs: 50, onKill }))
+          f = figures(await measure(s.victim, method, { starverPid: s.starver!.pid, releaseAfterMs, settleMs: 50, onKill }), true)
         } finally {
           clearInterval(timer)
         }
@@ -90,6 +94,7 @@ export async function runDemo(env = process.env): Promise<number> {
       }
     }
   } finally {
+    restoreFreeLists()
     restoreRt()
   }
 
@@ -102,7 +107,7 @@ export async function runDemo(env = process.env): Promise<number> {
       secs(f.t90),
       secs(f.t100),
       f.exitMs === null ? 'not yet (starved)' : secs(f.exitMs),
-      `${Math.round(Math.min(f.freedWhileStuck, f.heldBytes) / MiB)} MiB`,
+      `${Math.round((Math.min(f.freedWhileStuckFraction ?? 0, 1) * f.heldBytes) / MiB)} MiB`,
     ]
   })
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i].length)))

@@ -93,3 +93,44 @@ export function bootstrap(rounds: number, statistic: (picks: number[]) => number
   draws.sort((a, b) => a - b)
   return { value, ci95: [nearestRank(draws, 2.5), nearestRank(draws, 97.5)] }
 }
+
+/**
+ * The same for statistics of several independent groups of samples (for
+ * example the clones reaped with a 1 MiB cap and those reaped with a 64 MiB
+ * cap, which are not paired): each resample draws each group's members with
+ * replacement, `sizes[g]` of them.
+ */
+export function bootstrapGroups(
+  sizes: readonly number[],
+  statistic: (picks: number[][]) => number,
+  resamples: number,
+  rand: () => number,
+): Estimate {
+  const all = sizes.map((n) => Array.from({ length: n }, (_, i) => i))
+  const value = statistic(all)
+  const draws: number[] = []
+  for (let b = 0; b < resamples; b++) {
+    const v = statistic(sizes.map((n) => Array.from({ length: n }, () => Math.floor(rand() * n))))
+    if (Number.isFinite(v)) draws.push(v)
+  }
+  draws.sort((a, b) => a - b)
+  return { value, ci95: [nearestRank(draws, 2.5), nearestRank(draws, 97.5)] }
+}
+
+/** The median of paired per-round ratios with its bootstrap interval (rounds resampled). */
+export function pairedRatio(perRound: readonly number[], resamples: number, rand: () => number): Estimate {
+  const known = perRound.filter((v) => Number.isFinite(v))
+  return bootstrap(known.length, (picks) => median(picks.map((i) => known[i])), resamples, rand)
+}
+
+/** min, median, max of the finite values (null when there is none). */
+export function spread(values: readonly (number | null | undefined)[]): { min: number | null; median: number | null; max: number | null } {
+  const known = values.filter((v): v is number => typeof v === 'number' && Number.isFinite(v))
+  if (known.length === 0) return { min: null, median: null, max: null }
+  return { min: Math.min(...known), median: median(known), max: Math.max(...known) }
+}
+
+export function round(value: number, digits = 3): number {
+  const f = 10 ** digits
+  return Math.round(value * f) / f
+}

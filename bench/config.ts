@@ -1,0 +1,120 @@
+// Every setting of `npm run bench`, with its environment knob (bench/run
+// passes PIDFD_REAP_* into the guest). The defaults are what the published
+// results use; any knob set is recorded in results.json and shown in
+// results.md as an override.
+import { parseShares, type MixShares } from '../victims'
+import { boundsConfig, type BoundsConfig } from './bounds'
+import type { CallsConfig } from './calls'
+import type { LatencyConfig } from './latency'
+import type { MemoryConfig } from './memory'
+
+const MiB = 1024 * 1024
+export const PARTS = ['memory', 'latency', 'calls', 'bounds'] as const
+export type Part = (typeof PARTS)[number]
+
+export interface BenchConfig {
+  seed: number
+  resamples: number
+  parts: Part[]
+  memory: MemoryConfig
+  latency: LatencyConfig
+  calls: CallsConfig
+  bounds: BoundsConfig
+  /** The tmpfs file the victims' private-file part maps; its page cache stays for the whole run. */
+  filePath: string
+  /** PIDFD_REAP_* variables set for this run (the overrides). */
+  overrides: Record<string, string>
+}
+
+function envNumber(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const text = env[name]
+  if (text === undefined || text === '') return fallback
+  const value = Number(text)
+  if (!Number.isFinite(value) || value < 0) throw new Error(`${name}=${text}: not a number >= 0`)
+  return value
+}
+
+function envList(env: NodeJS.ProcessEnv, name: string, fallback: number[]): number[] {
+  const text = env[name]
+  if (!text) return fallback
+  return text.split(',').map((part) => {
+    const value = Number(part.trim())
+    if (!Number.isFinite(value) || value < 0) throw new Error(`${name}=${text}: '${part}' is not a number`)
+    return value
+  })
+}
+
+function parseSizes(text: string): number[] {
+  return text.split(',').map((part) => {
+    const match = /^(\d+)([MG])?$/i.exec(part.trim())
+    if (!match) throw new Error(`bad size '${part}' in PIDFD_REAP_BENCH_SIZES (e.g. 256M,1G)`)
+    return Number(match[1]) * (match[2]?.toUpperCase() === 'G' ? 1024 : 1)
+  })
+}
+
+function parseParts(text: string | undefined): Part[] {
+  if (!text) return [...PARTS]
+  const parts = text.split(',').map((p) => p.trim())
+  for (const p of parts) if (!(PARTS as readonly string[]).includes(p)) throw new Error(`PIDFD_REAP_BENCH_ONLY=${text}: parts are ${PARTS.join(', ')}`)
+  return parts as Part[]
+}
+
+export function benchConfig(env = process.env): BenchConfig {
+  const rounds = envNumber(env, 'PIDFD_REAP_BENCH_ROUNDS', 15)
+  const warmup = envNumber(env, 'PIDFD_REAP_BENCH_WARMUP', 1)
+  const resamples = envNumber(env, 'PIDFD_REAP_BENCH_RESAMPLES', 2000)
+  const filePath = '/dev/shm/pidfd-reap-bench-file'
+  const shares: MixShares = env.PIDFD_REAP_BENCH_MIX ? parseShares(env.PIDFD_REAP_BENCH_MIX) : { anon: 2, thp: 1, file: 1 }
+  const overrides = Object.fromEntries(
+    Object.entries(env).filter(([k, v]) => /^PIDFD_REAP_(BENCH|BOUNDS)_/.test(k) && v !== undefined && !INFORMATIONAL.has(k)),
+  ) as Record<string, string>
+  return {
+    seed: envNumber(env, 'PIDFD_REAP_BENCH_SEED', Date.now() % 2 ** 31),
+    resamples,
+    parts: parseParts(env.PIDFD_REAP_BENCH_ONLY),
+    filePath,
+    overrides,
+    memory: {
+      sizesMiB: parseSizes(env.PIDFD_REAP_BENCH_SIZES || '256M'),
+      rounds,
+      warmup,
+      shares,
+      chunkMiB: 16,
+      sweepMs: envList(env, 'PIDFD_REAP_BENCH_SWEEP_MS', [500, 1000, 2000, 5000, 10000]),
+      sweepOwnRunBelowMs: envNumber(env, 'PIDFD_REAP_BENCH_SWEEP_OWN_RUN_BELOW_MS', 2000),
+      sampleUs: envNumber(env, 'PIDFD_REAP_BENCH_SAMPLE_US', 1000),
+      maxAttempts: 3,
+      resamples,
+      filePath,
+    },
+    latency: {
+      parentMiB: envNumber(env, 'PIDFD_REAP_BENCH_CLONE_MIB', 512),
+      caps: [
+        { bytes: 1 * MiB, minCalls: envNumber(env, 'PIDFD_REAP_BENCH_P99_CALLS', 1000) },
+        { bytes: 16 * MiB, minCalls: Math.ceil(envNumber(env, 'PIDFD_REAP_BENCH_P99_CALLS', 1000) / 4) },
+        { bytes: 64 * MiB, minCalls: envNumber(env, 'PIDFD_REAP_BENCH_P99_CALLS', 1000) },
+      ],
+      cpu: 1,
+      resamples,
+      filePath,
+      maxClones: 400,
+    },
+    calls: {
+      rounds,
+      warmup: Math.max(1, warmup),
+      batch: envNumber(env, 'PIDFD_REAP_BENCH_CALLS', 2000),
+      asyncBatch: Math.ceil(envNumber(env, 'PIDFD_REAP_BENCH_CALLS', 2000) / 10),
+    },
+    bounds: boundsConfig({ rounds, warmup, resamples, filePath }, env),
+  }
+}
+
+/** Set by bench/run to describe the run, not to change it. */
+const INFORMATIONAL = new Set(['PIDFD_REAP_BENCH_ACCEL', 'PIDFD_REAP_BENCH_HOST', 'PIDFD_REAP_BENCH_GIT_COMMIT', 'PIDFD_REAP_BENCH_GIT_DIRTY', 'PIDFD_REAP_BENCH_KERNEL'])
+
+/** MiB the shared file needs: the largest private-file part of any victim. */
+export function fileMiB(config: BenchConfig): number {
+  const { anon, thp, file } = config.memory.shares
+  const share = file / (anon + thp + file)
+  return Math.ceil(Math.max(config.latency.parentMiB, config.bounds.bigMiB / 4, ...config.memory.sizesMiB.map((s) => s * share)))
+}

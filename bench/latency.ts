@@ -1,0 +1,143 @@
+// The latency-against-cap part: per memory kind (4 KiB anonymous pages,
+// THP, written private file pages), the time of one try_reap call for each
+// cap, over at least `minCalls` pooled calls per cap. A p99 of 1000 calls of
+// 64 MiB needs 64 GiB reaped; building that under TCG would take most of an
+// hour, so bench/bounds.c `clones` builds one victim per kind and reaps
+// fork()ed clones of it: each clone maps the same pages, so a call unmaps
+// them as it would a victim's but frees none (the parent still maps them).
+// Both caps are measured the same way, clones in a random order.
+import { spawn } from 'node:child_process'
+import { createInterface } from 'node:readline'
+import { Freezer } from '../victims'
+import { boundsHelper, layoutArgs, type Layout } from './bounds-run'
+import { PooledSamples, bootstrapGroups, round, type Estimate } from './stats'
+
+const MiB = 1024 * 1024
+export const KINDS = ['anon', 'thp', 'file'] as const
+export type Kind = (typeof KINDS)[number]
+
+export interface LatencyConfig {
+  parentMiB: number
+  /** Caps (bytes) and the pooled reaping calls each needs at least. */
+  caps: { bytes: number; minCalls: number }[]
+  cpu: number
+  resamples: number
+  filePath?: string
+  /** Safety net: clones per cap and kind at most. */
+  maxClones: number
+}
+
+interface CloneOutput {
+  cap: number
+  setupMs: number
+  forkMs: number
+  pageSize: number
+  rssBefore: number
+  rssAfter: number
+  ended: string
+  calls: number
+  bytes: number
+  victimRan: boolean
+  ns: number[]
+  results: [number, number][]
+}
+
+/** Reaping calls' times (ns) of a clone: the calls that unmapped something. */
+function reapingNs(out: CloneOutput): number[] {
+  const rets = out.results.flatMap(([ret, n]) => Array<number>(n).fill(ret))
+  return out.ns.filter((_, i) => rets[i] > 0)
+}
+
+function log(text: string): void {
+  process.stderr.write(`bench latency: ${text}\n`)
+}
+
+function layoutOf(kind: Kind, config: LatencyConfig): Layout {
+  if (kind === 'anon') return { anonMiB: config.parentMiB }
+  if (kind === 'thp') return { thpMiB: config.parentMiB }
+  return { fileMiB: config.parentMiB, filePath: config.filePath }
+}
+
+/** One kind: its clones' reaping-call times, per cap (one array per clone). */
+async function runKind(kind: Kind, config: LatencyConfig, freezer: Freezer, rand: () => number) {
+  const args = ['clones', '--freezer', freezer.group, '--build-cpu', String(config.cpu), '--cpu', String(config.cpu), ...layoutArgs(layoutOf(kind, config))]
+  const child = spawn(boundsHelper(), args, { stdio: ['pipe', 'pipe', 'inherit'] })
+  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
+  const closed = new Promise<number | null>((resolve) => child.once('close', resolve))
+  const perCap = new Map<number, number[][]>(config.caps.map((c) => [c.bytes, []]))
+  const invalid: Record<string, unknown>[] = []
+  let setupMs = 0
+  const forkMs: number[] = []
+  try {
+    for (;;) {
+      const pending = config.caps.filter((c) => perCap.get(c.bytes)!.reduce((n, a) => n + a.length, 0) < c.minCalls && perCap.get(c.bytes)!.length < config.maxClones)
+      if (pending.length === 0) break
+      const cap = pending[Math.floor(rand() * pending.length)]
+      child.stdin!.write(`reap ${cap.bytes}\n`)
+      const next = await lines.next()
+      if (next.done) throw new Error(`bench/bounds.c clones (${kind}) ended early (${await closed})`)
+      const out = JSON.parse(next.value) as CloneOutput
+      if (out.setupMs) setupMs = out.setupMs
+      else forkMs.push(out.forkMs)
+      if (out.victimRan || out.ended !== 'zero') {
+        invalid.push({ cap: cap.bytes, victimRan: out.victimRan, ended: out.ended })
+        if (invalid.length > 20) throw new Error(`bench latency: ${kind}: too many invalid clones`)
+        continue
+      }
+      perCap.get(cap.bytes)!.push(reapingNs(out))
+    }
+  } finally {
+    child.stdin!.end()
+    await closed
+  }
+  const clones = Object.fromEntries([...perCap].map(([cap, a]) => [cap, a.length]))
+  log(`${kind}: clones per cap ${JSON.stringify(clones)}, parent built in ${(setupMs / 1000).toFixed(1)} s`)
+  return { perCap, invalid, setupMs, forkMsMedian: forkMs.sort((a, b) => a - b)[forkMs.length >> 1] ?? null }
+}
+
+export async function runLatency(config: LatencyConfig, rand: () => number) {
+  const started = Date.now()
+  const freezer = Freezer.create(`pidfd-reap-latency-${process.pid}`)
+  const kinds: Partial<Record<Kind, Awaited<ReturnType<typeof runKind>>>> = {}
+  try {
+    for (const kind of KINDS) kinds[kind] = await runKind(kind, config, freezer, rand)
+  } finally {
+    await freezer.destroy()
+  }
+  // p99 ratio 1 MiB ÷ 64 MiB per kind, and the worst kind; clones resampled per cap and kind.
+  const small = MiB
+  const large = 64 * MiB
+  const pools = KINDS.flatMap((k) => [new PooledSamples(kinds[k]!.perCap.get(small)!), new PooledSamples(kinds[k]!.perCap.get(large)!)])
+  const sizes = KINDS.flatMap((k) => [kinds[k]!.perCap.get(small)!.length, kinds[k]!.perCap.get(large)!.length])
+  const ratioOf = (i: number, picks: number[][]): number => pools[2 * i].percentile(picks[2 * i], 99) / pools[2 * i + 1].percentile(picks[2 * i + 1], 99)
+  const estimates: Record<string, Estimate> = {}
+  KINDS.forEach((kind, i) => {
+    estimates[`p99_1MiB_vs_64MiB_${kind}`] = bootstrapGroups(sizes, (picks) => ratioOf(i, picks), config.resamples, rand)
+  })
+  estimates.p99_1MiB_vs_64MiB = bootstrapGroups(sizes, (picks) => Math.max(...KINDS.map((_, i) => ratioOf(i, picks))), config.resamples, rand)
+  const summary: Record<string, unknown> = {}
+  for (const kind of KINDS) {
+    const k = kinds[kind]!
+    const caps: Record<string, unknown> = {}
+    for (const [cap, clones] of k.perCap) {
+      const pool = new PooledSamples(clones)
+      const all = clones.map((_, i) => i)
+      const us = (p: number): number => round(pool.percentile(all, p) / 1e3, 1)
+      caps[cap] = { clones: clones.length, calls: pool.count(all), p50Us: round(pool.percentile(all, 50) / 1e3, 1), p99Us: us(99), maxUs: us(100) }
+    }
+    summary[kind] = { caps, parentSetupMs: k.setupMs, forkMsMedian: k.forkMsMedian, invalidClones: k.invalid }
+  }
+  const worst = KINDS.reduce((w, k) => (estimates[`p99_1MiB_vs_64MiB_${k}`].value > estimates[`p99_1MiB_vs_64MiB_${w}`].value ? k : w))
+  return {
+    estimates,
+    section: {
+      durationMs: Date.now() - started,
+      settings: { ...config, filePath: undefined },
+      method:
+        'one victim per kind (bench/bounds.c clones), fork()ed once per measured clone; each clone frozen (cgroup v1 freezer), SIGKILLed and reaped with one cap until the 0, on CPU ' +
+        `${config.cpu}; calls that unmapped something are pooled per cap; nearest-rank p99; interval: bootstrap resampling each cap's clones`,
+      worstKind: worst,
+      kinds: summary,
+    },
+  }
+}

@@ -1,0 +1,101 @@
+// The ratios the project tracks (issue 7, "Definitions"): their goals and one
+// line each on what they divide, in one place for every part of the
+// benchmark; and how an estimate (median of paired per-round ratios, or a
+// pooled p99 ratio, with its bootstrap interval) becomes the results.json
+// fields ratios.<key>, ratiosCi95.<key>, pass.<key>.
+import { round, type Estimate } from './stats'
+
+export interface Goal {
+  /** The ratio must be at most (<=) or at least (>=) this. */
+  op: '<=' | '>='
+  value: number
+}
+
+export interface RatioDefinition {
+  what: string
+  goal?: Goal
+}
+
+const le = (value: number): Goal => ({ op: '<=', value })
+const ge = (value: number): Goal => ({ op: '>=', value })
+
+export const DEFINITIONS: Record<string, RatioDefinition> = {
+  try_reap_vs_mrelease_throughput: {
+    what: 'in-syscall throughput (victim RSS drop / time in the calls of the pass): one uncapped try_reap call ÷ process_mrelease, same frozen mixed victim',
+    goal: ge(0.95),
+  },
+  capped_1MiB_total_vs_uncapped: {
+    what: 'in-syscall time of the whole 1 MiB-capped loop (until the 0) ÷ the uncapped call and its closing 0: the worse of the mixed and the spread victim',
+    goal: le(1.25),
+  },
+  capped_1MiB_total_vs_uncapped_mixed: { what: 'the same on the mixed victim (4 KiB anon 1/2, THP 1/4, private file copies 1/4)', goal: le(1.25) },
+  capped_1MiB_total_vs_uncapped_spread: { what: 'the same on 4 KiB pages spread over thousands of VMAs', goal: le(1.25) },
+  p99_1MiB_vs_64MiB: {
+    what: 'nearest-rank p99 of the call latency over >= 1000 pooled calls per cap, 1 MiB ÷ 64 MiB, per memory kind: the worst kind',
+    goal: le(1 / 16),
+  },
+  p99_1MiB_vs_64MiB_anon: { what: 'the same, 4 KiB anonymous pages', goal: le(1 / 16) },
+  p99_1MiB_vs_64MiB_thp: { what: 'the same, transparent huge pages', goal: le(1 / 16) },
+  p99_1MiB_vs_64MiB_file: { what: 'the same, written private file pages', goal: le(1 / 16) },
+  freed_while_stuck_fraction: {
+    what: "killAndReap on a starved victim: MemFree risen by the end of the reaping, while the victim had not run, ÷ the victim's memory",
+    goal: ge(0.95),
+  },
+  starved_reap_vs_plain_exit_90pct: {
+    what: "time to 90 % back: killAndReap on a starved victim ÷ an unstarved victim's own exit",
+    goal: le(0.8),
+  },
+  killAndReap_vs_c_loop_90pct: { what: 'time to 90 % back on a starved victim: killAndReap (16 MiB chunks) ÷ a C loop of 16 MiB try_reap calls', goal: le(1.1) },
+  killAndReap_vs_mrelease_90pct: { what: 'time to 90 % back on a starved victim: killAndReap ÷ process_mrelease', goal: le(1.1) },
+  js_vs_c_call: {
+    what: 'one try_reap probe (max_bytes 0) on a dying process: the public sync call (Pidfd#tryReap) ÷ the same syscall from C, same process',
+    goal: le(1.5),
+  },
+  js_vs_c_call_raw: { what: 'the same through the raw binding (no validation)' },
+  js_vs_c_call_async: { what: 'the same through the async product path (Pidfd#tryReapAsync, one call awaited at a time)' },
+  js_vs_c_call_eperm: { what: 'the public sync call on a live process (EPERM, thrown as an Error) ÷ the same from C' },
+  product_path_added_vs_1MiB_call: {
+    what: "time the async product path adds to a call (async probe − C probe) ÷ a 1 MiB-capped reaping call's median time",
+  },
+  p99_4KiB_reserved_vs_dense: { what: 'p99 of a 4 KiB-capped call: a victim with an empty 1 TiB PROT_NONE reservation ÷ the dense victim', goal: le(2) },
+  p99_4KiB_vmas_vs_dense: { what: 'p99 of a 4 KiB-capped call: 10000 one-page VMAs ÷ the dense victim', goal: le(2) },
+}
+
+/** Ratios of the starvation sweep: waiting for the exit ÷ killAndReap, time to 90 % back, starved for `ms`. */
+export const sweepKey = (ms: number): string => `exit_vs_killAndReap_90pct_starved_${ms}ms`
+
+export function definition(key: string): RatioDefinition {
+  const known = DEFINITIONS[key]
+  if (known) return known
+  const sweep = /^exit_vs_killAndReap_90pct_starved_(\d+)ms$/.exec(key)
+  if (sweep) return { what: `time to 90 % back, victim starved for ${Number(sweep[1]) / 1000} s: waiting for its exit ÷ killAndReap` }
+  throw new Error(`no definition of the ratio ${key}`)
+}
+
+export const meets = (value: number, goal: Goal): boolean => (goal.op === '<=' ? value <= goal.value : value >= goal.value)
+
+export interface RatioFields {
+  ratios: Record<string, number>
+  ratiosCi95: Record<string, [number, number]>
+  goals: Record<string, string>
+  /** The estimate meets its goal. */
+  pass: Record<string, boolean>
+  /** The whole interval meets it. */
+  ciMeetsGoal: Record<string, boolean>
+}
+
+export function ratioFields(estimates: Record<string, Estimate>): RatioFields {
+  const out: RatioFields = { ratios: {}, ratiosCi95: {}, goals: {}, pass: {}, ciMeetsGoal: {} }
+  for (const [key, e] of Object.entries(estimates)) {
+    if (!Number.isFinite(e.value)) continue
+    out.ratios[key] = round(e.value, 4)
+    out.ratiosCi95[key] = [round(e.ci95[0], 4), round(e.ci95[1], 4)]
+    const goal = definition(key).goal
+    if (goal) {
+      out.goals[key] = `${goal.op} ${round(goal.value, 4)}`
+      out.pass[key] = meets(e.value, goal)
+      out.ciMeetsGoal[key] = meets(e.ci95[0], goal) && meets(e.ci95[1], goal)
+    }
+  }
+  return out
+}
