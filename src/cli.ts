@@ -2,11 +2,17 @@
 import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import { asUsage, optional, UsageError } from './cli-usage'
-import { Reaper, DEFAULT_CHUNK_BYTES, type ReapProgress, type ReapReport } from './reaper'
-import { features } from './syscalls'
+// Only the types: the addon is loaded by the commands that make system calls
+// (see kill and showFeatures), so --help, usage errors and vm work where it
+// cannot load (another OS, no prebuild for this Node), and a load failure is
+// one line instead of a stack trace.
+import type { ReapProgress, ReapReport } from './reaper'
 import { formatBytes, formatDuration, parseDuration, parseSize } from './units'
 import { validatePid } from './validate'
 import { parseVmArgs, runVm, VM_USAGE, type VmCommand } from './vm'
+
+// DEFAULT_CHUNK_BYTES of reaper.ts (test/host/cli.ts checks that they agree).
+const DEFAULT_CHUNK = '16 MiB'
 
 export const USAGE = `Usage:
   pidfd-reap kill <pid> [--chunk SIZE] [--budget SIZE] [--deadline DURATION] [--json]
@@ -24,7 +30,7 @@ vm        run <command> as root in a QEMU guest booted on the patched kernel
           same path; Debian x86-64 hosts, run as root
 
 Options of kill:
-  --chunk SIZE         bytes per reaping call, at least 1 (default ${formatBytes(DEFAULT_CHUNK_BYTES)})
+  --chunk SIZE         bytes per reaping call, at least 1 (default ${DEFAULT_CHUNK})
   --budget SIZE        stop after reaping this much, at least 1 byte
   --deadline DURATION  stop after this long, counted from the start
   --json               print a JSON report instead of progress lines
@@ -202,11 +208,13 @@ export function exitStatus(report: ReapReport): number {
 
 async function kill(command: KillCommand, io: CliIo): Promise<number> {
   const { pid, json, ...options } = command
-  const reaper = new Reaper(options)
   const live = !json && io.stdout.isTTY === true
-  if (!json) reaper.on('progress', throttle((progress: ReapProgress) => writeProgress(io, live, progress), PROGRESS_INTERVAL_MS))
   let report: ReapReport
   try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { Reaper } = require('./reaper') as typeof import('./reaper')
+    const reaper = new Reaper(options)
+    if (!json) reaper.on('progress', throttle((progress: ReapProgress) => writeProgress(io, live, progress), PROGRESS_INTERVAL_MS))
     report = await reaper.killAndReap(pid)
   } catch (error) {
     if (live) io.stdout.write('\n')
@@ -233,15 +241,24 @@ export async function main(argv: string[], io: CliIo = process): Promise<number>
     return 0
   }
   if (command.command === 'vm') return runVm(command, io.stderr)
-  if (command.command === 'features') {
-    const available = features()
-    io.stdout.write(
-      command.json
-        ? `${JSON.stringify(available)}\n`
-        : `try_reap_dying_process: ${available.tryReap ? `syscall ${available.tryReap.syscallNr}` : 'not available'}\n` +
-            `process_mrelease: ${available.processMrelease ? 'available' : 'not available'}\n`,
-    )
-    return 0
-  }
+  if (command.command === 'features') return showFeatures(command.json, io)
   return kill(command, io)
+}
+
+async function showFeatures(json: boolean, io: CliIo): Promise<number> {
+  let available
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    available = (require('./syscalls') as typeof import('./syscalls')).features()
+  } catch (error) {
+    io.stderr.write(`pidfd-reap: ${(error as Error).message}\n`)
+    return 1
+  }
+  io.stdout.write(
+    json
+      ? `${JSON.stringify(available)}\n`
+      : `try_reap_dying_process: ${available.tryReap ? `syscall ${available.tryReap.syscallNr}` : 'not available'}\n` +
+          `process_mrelease: ${available.processMrelease ? 'available' : 'not available'}\n`,
+  )
+  return 0
 }

@@ -8,7 +8,8 @@ import { promisify } from 'node:util'
 import { describeError, exitStatus, main, parseCommand, summary, throttle, writeProgress, PROGRESS_INTERVAL_MS, USAGE } from '../../src/cli'
 import { UsageError } from '../../src/cli-usage'
 import { systemError, reapUnavailableError } from '../../src/errors'
-import type { ReapReport } from '../../src/reaper'
+import { DEFAULT_CHUNK_BYTES, type ReapReport } from '../../src/reaper'
+import { parseSize } from '../../src/units'
 import * as syscalls from '../../src/syscalls'
 import { MiB, startHog, startSleeper, killQuietly } from '../fixtures/victims'
 import { publicCopyOfPackage } from '../fixtures/public-copy'
@@ -84,8 +85,8 @@ t.test('usage errors: one line on stderr, exit 2, and nobody is killed', async (
     t.match(io.err, /^pidfd-reap: [^\n]+ \(see pidfd-reap --help\)\n$/, 'one line')
     t.equal(io.out, '')
   }
-  // Still running, not even a zombie.
-  t.match(readFileSync(`/proc/${victim.pid}/stat`, 'utf8'), new RegExp(`^${victim.pid} \\(\\S+\\) S `))
+  // Still there, and not a zombie (Z) or dead (X).
+  t.match(readFileSync(`/proc/${victim.pid}/stat`, 'utf8'), new RegExp(`^${victim.pid} \\(.*\\) [^ZX] `))
 })
 
 t.test('exit status follows the outcome', async (t) => {
@@ -158,6 +159,22 @@ t.test('help, usage errors and features', async (t) => {
   t.same(JSON.parse(io.out), FEATURES)
 })
 
+t.test('--help shows the real default chunk', async (t) => {
+  const shown = /--chunk SIZE .*\(default ([^)]+)\)/.exec(USAGE)?.[1]
+  t.equal(shown, '16 MiB')
+  t.equal(parseSize(shown!), DEFAULT_CHUNK_BYTES)
+})
+
+t.test('features: a failure is one line and exit 1', async (t) => {
+  const cli = t.mockRequire<typeof import('../../src/cli')>('../../src/cli', {
+    '../../src/syscalls': { ...syscalls, features: () => { throw new Error('cannot read /sys/kernel/mm/reap_dying/syscall_nr: EMFILE') } },
+  })
+  const io = fakeIo()
+  t.equal(await cli.main(['features'], io), 1)
+  t.equal(io.err, 'pidfd-reap: cannot read /sys/kernel/mm/reap_dying/syscall_nr: EMFILE\n')
+  t.equal(io.out, '')
+})
+
 t.test('features on a patched kernel without process_mrelease', async (t) => {
   // Whatever this kernel is; the guest suite checks the real output.
   const cli = t.mockRequire<typeof import('../../src/cli')>('../../src/cli', {
@@ -224,6 +241,16 @@ t.test('the bin shim, for real, including EPERM as an unprivileged user', async 
   const usage = await run(BIN, ['kill', 'nope', '--chunk', '0']).catch((e) => e)
   t.equal(usage.code, 2)
   t.equal(usage.stderr, "pidfd-reap: <pid> must be a process ID from 1 to 2147483647; got 'nope' (see pidfd-reap --help)\n")
+  // Where the addon cannot load (here: another OS), --help still works and
+  // the commands that need it say why in one line.
+  const elsewhere = { env: { ...process.env, FAKE_PLATFORM: 'darwin' } }
+  const preload = ['-r', join(__dirname, '..', 'fixtures', 'fake-platform.cjs'), BIN]
+  t.equal((await run(process.execPath, [...preload, '--help'], elsewhere)).stdout, USAGE)
+  for (const argv of [['features'], ['kill', '1']]) {
+    const failed = await run(process.execPath, [...preload, ...argv], elsewhere).catch((e) => e)
+    t.equal(failed.code, 1, argv.join(' '))
+    t.equal(failed.stderr, 'pidfd-reap: pidfd-reap needs Linux (pidfds are a Linux feature); this platform is darwin\n')
+  }
   const sleeper = startSleeper()
   t.teardown(() => killQuietly(sleeper))
   // As nobody, from a world-readable copy of what the shim loads: the
