@@ -40,6 +40,9 @@ Options of vm:
   --mem SIZE           guest memory, whole MiB, at least 256M (default 4G)
   --cpus N             guest CPUs, 1 to 8 (default 2)
   --timeout DURATION   stop the guest after this long (default 15m)
+  --env NAME[=VALUE]   pass a variable into the guest, the host's value without
+                       =VALUE (repeatable; PATH, TERM, CI, LANG, NODE_OPTIONS...
+                       and every PIDFD_REAP_* and TAP_* variable pass anyway)
 
   -h, --help           show this help
 

@@ -24,7 +24,7 @@ const MiB = 2 ** 20
 // Forwarded to scripts/vm, which stops the guest; we wait for its status.
 const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
 
-export const VM_USAGE = `  pidfd-reap vm [--debug] [--mem SIZE] [--cpus N] [--timeout DURATION] -- <command> [<arg>...]`
+export const VM_USAGE = `  pidfd-reap vm [--debug] [--mem SIZE] [--cpus N] [--timeout DURATION] [--env NAME[=VALUE]]... -- <command> [<arg>...]`
 
 export interface VmCommand {
   command: 'vm'
@@ -32,6 +32,8 @@ export interface VmCommand {
   memMiB?: number
   cpus?: number
   timeoutSeconds?: number
+  /** NAME (the host's value) or NAME=VALUE, for the guest's environment. */
+  env: string[]
   argv: string[]
 }
 
@@ -48,6 +50,7 @@ export function parseVmArgs(args: string[]): VmCommand | { command: 'help' } {
         mem: { type: 'string' },
         cpus: { type: 'string' },
         timeout: { type: 'string' },
+        env: { type: 'string', multiple: true, default: [] },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }),
@@ -62,6 +65,7 @@ export function parseVmArgs(args: string[]): VmCommand | { command: 'help' } {
     memMiB: optional(values.mem, parseMem),
     cpus: optional(values.cpus, parseCpus),
     timeoutSeconds: optional(values.timeout, parseTimeout),
+    env: (values.env as string[]).map(checkEnv),
     argv,
   }
 }
@@ -80,6 +84,13 @@ function parseCpus(text: string): number {
     throw new UsageError(`--cpus must be a whole number from 1 to ${MAX_CPUS} (the guest kernel's limit); got '${text}'`)
   }
   return cpus
+}
+
+function checkEnv(text: string): string {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*(=|$)/.test(text)) {
+    throw new UsageError(`--env takes NAME or NAME=VALUE, NAME made of letters, digits and _; got '${text}'`)
+  }
+  return text
 }
 
 function parseTimeout(text: string): number {
@@ -159,6 +170,7 @@ export function vmScriptArgs(command: VmCommand, project: string): string[] {
     ...(command.memMiB === undefined ? [] : ['--mem', `${command.memMiB}M`]),
     ...(command.cpus === undefined ? [] : ['--cpus', String(command.cpus)]),
     ...(command.timeoutSeconds === undefined ? [] : ['--timeout', String(command.timeoutSeconds)]),
+    ...command.env.flatMap((variable) => ['--env', variable]),
     '--',
     ...command.argv,
   ]

@@ -55,6 +55,7 @@ t.test("npx pidfd-reap vm runs a project's node --test on the patched kernel", {
       "const fs = require('node:fs')",
       "test('the patched kernel', () => {",
       "  assert.match(fs.readFileSync('/sys/kernel/mm/reap_dying/syscall_nr', 'utf8'), /^\\d+\\n$/)",
+      "  assert.equal(process.env.DOWNSTREAM_SETTING, 'from --env')",
       "  fs.writeFileSync('../written-in-guest', fs.readFileSync('/proc/sys/kernel/osrelease'))",
       '})',
     ].join('\n'),
@@ -84,7 +85,7 @@ t.test("npx pidfd-reap vm runs a project's node --test on the patched kernel", {
   const cached = run(join(installed, 'scripts', 'kernel-build'), ['--cached-only', '--quiet'], project)
   t.equal(cached.status, 0, 'the installed copy finds the same cached kernel', { stderr: cached.stderr })
 
-  const tests = run('npx', ['--no-install', 'pidfd-reap', 'vm', '--cpus', '1', '--mem', '1G', '--', 'node', '--test'], join(project, 'test'))
+  const tests = run('npx', ['--no-install', 'pidfd-reap', 'vm', '--cpus', '1', '--mem', '1G', '--env', 'DOWNSTREAM_SETTING=from --env', '--', 'node', '--test'], join(project, 'test'))
   t.equal(tests.status, 0, 'node --test passed in the guest', { stdout: tests.stdout, stderr: tests.stderr })
   t.match(tests.stdout, /^# pass 1$/m, "the guest's stdout comes out on ours")
   t.match(readFileSync(join(project, 'written-in-guest'), 'utf8'), /^\d+\.\d+\S*\n$/, 'the guest wrote to the project')

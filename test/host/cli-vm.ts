@@ -75,12 +75,12 @@ function fakeHost(t: Test, script: string, overrides: Partial<VmHost> = {}) {
   return { host, dir, bin, project, signals, record: join(dir, 'record') }
 }
 
-const command = (argv: string[], extra: Partial<VmCommand> = {}): VmCommand => ({ command: 'vm', debug: false, argv, ...extra })
+const command = (argv: string[], extra: Partial<VmCommand> = {}): VmCommand => ({ command: 'vm', debug: false, env: [], argv, ...extra })
 
 t.test('parseVmArgs', async (t) => {
   t.same(parseVmArgs(['--', 'node', '--test']), command(['node', '--test'], { memMiB: undefined, cpus: undefined, timeoutSeconds: undefined }))
-  t.same(parseVmArgs(['--debug', '--mem', '1.5G', '--cpus', '1', '--timeout', '90s', '--', 'npm', 'test', '--', '-x']), {
-    command: 'vm', debug: true, memMiB: 1536, cpus: 1, timeoutSeconds: 90, argv: ['npm', 'test', '--', '-x'],
+  t.same(parseVmArgs(['--debug', '--mem', '1.5G', '--cpus', '1', '--timeout', '90s', '--env', 'A_1=x y', '--env', 'B', '--', 'npm', 'test', '--', '-x']), {
+    command: 'vm', debug: true, memMiB: 1536, cpus: 1, timeoutSeconds: 90, env: ['A_1=x y', 'B'], argv: ['npm', 'test', '--', '-x'],
   })
   t.match(parseVmArgs(['--mem=256M', '--timeout', '1500', '--', 'true']), { memMiB: 256, timeoutSeconds: 2 }, 'timeouts round up to seconds')
   t.same(parseVmArgs(['--help']), { command: 'help' })
@@ -99,6 +99,9 @@ t.test('parseVmArgs', async (t) => {
     [['--timeout', '0', '--', 'true'], /^--timeout must be more than 0; got '0'$/],
     [['--timeout', 'soon', '--', 'true'], /--timeout' must be like/],
     [['--json', '--', 'true'], /Unknown option '--json'/],
+    [['--env', '1X=2', '--', 'true'], /^--env takes NAME or NAME=VALUE, .*; got '1X=2'$/],
+    [['--env', '=x', '--', 'true'], /^--env takes .*; got '=x'$/],
+    [['--env', 'A-B', '--', 'true'], /^--env takes .*; got 'A-B'$/],
     [['--mem', '--', 'true'], /argument missing|ambiguous/],
   ]
   for (const [argv, message] of usage) t.throws(() => parseVmArgs(argv), { constructor: UsageError, message }, argv.join(' '))
@@ -152,8 +155,8 @@ t.test('vmHostProblem: root, QEMU, the kernel source, not /', async (t) => {
 
 t.test('vmScriptArgs', async (t) => {
   t.same(vmScriptArgs(command(['true']), '/p'), ['--project', '/p', '--', 'true'])
-  t.same(vmScriptArgs(command(['npm', 'test'], { debug: true, memMiB: 512, cpus: 1, timeoutSeconds: 60 }), '/p'), [
-    '--project', '/p', '--debug', '--mem', '512M', '--cpus', '1', '--timeout', '60', '--', 'npm', 'test',
+  t.same(vmScriptArgs(command(['npm', 'test'], { debug: true, memMiB: 512, cpus: 1, timeoutSeconds: 60, env: ['A=1', 'B'] }), '/p'), [
+    '--project', '/p', '--debug', '--mem', '512M', '--cpus', '1', '--timeout', '60', '--env', 'A=1', '--env', 'B', '--', 'npm', 'test',
   ])
 })
 
