@@ -55,10 +55,11 @@ Exit status:
             refused to reap, no reaping syscall (unsupported), or the deadline
             passed with nothing reaped
   features  0
-  vm        <command>'s; 1 with a "pidfd-reap vm:" or "vm:" message if the
-            guest could not be set up or went wrong (not root, no QEMU, no
-            kernel source, kernel build failure, timeout, kernel warnings);
-            125 if the guest could not start <command>
+  vm        <command>'s (127: not found); 1 with a "pidfd-reap vm:" or "vm:"
+            message if the guest could not be set up or went wrong (not root,
+            no QEMU, no kernel source, kernel build failure, timeout, kernel
+            warnings); 125 if the guest's init could not prepare <command>;
+            130 if interrupted
   any       2 usage error (the message says what is wrong)
 `
 
