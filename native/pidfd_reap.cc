@@ -172,12 +172,12 @@ Napi::Number NumberResult(Napi::Env env, long result) {
 
 // ---- thread-pool syscalls ---------------------------------------------------
 
-// One reaping syscall run on the libuv thread pool; its promise resolves with
-// the same Number the synchronous wrapper returns (never rejects).
+// One try_reap_dying_process call (bounded by its cap, never blocking) run on
+// the libuv thread pool; its promise resolves with the same Number the
+// synchronous wrapper returns (never rejects).
 // Written against the C API so that nothing can throw while the environment is
 // being torn down.
 struct PoolCall {
-  enum class Kind { kTryReap, kMrelease } kind;
   long syscall_nr;
   int32_t pidfd;
   uint64_t max_bytes;
@@ -188,11 +188,8 @@ struct PoolCall {
 
   static void Execute(napi_env, void* data) {
     auto* call = static_cast<PoolCall*>(data);
-    call->result = call->kind == Kind::kTryReap
-                       ? TryReapDyingProcess(call->syscall_nr, call->pidfd,
-                                             call->max_bytes,
-                                             call->flags)
-                       : ProcessMrelease(call->pidfd);
+    call->result = TryReapDyingProcess(call->syscall_nr, call->pidfd,
+                                       call->max_bytes, call->flags);
   }
 
   static void Complete(napi_env env, napi_status status, void* data) {
@@ -271,6 +268,81 @@ struct Watcher {
   void Close() {
     ReleaseJs();
     uv_close(reinterpret_cast<uv_handle_t*>(&handle), OnClosed);
+  }
+};
+
+// ---- process_mrelease on a thread of its own -----------------------------------
+
+// process_mrelease can block for seconds on the victim's mmap_lock, so its
+// async form runs on a thread of its own, never on the libuv pool (eight such
+// calls would take the whole default pool from fs, dns and crypto). The
+// promise resolves with the same Number the synchronous wrapper returns.
+struct MreleaseCall {
+  int pidfd = -1;  // a dup: valid until the call has returned
+  long result = -ECANCELED;
+  napi_deferred deferred = nullptr;
+  // Guards tsfn against environment teardown, which finalizes it early.
+  std::mutex mutex;
+  napi_threadsafe_function tsfn = nullptr;
+
+  void Run() {
+    result = ProcessMrelease(pidfd);
+    close(pidfd);
+    std::lock_guard<std::mutex> lock(mutex);
+    if (tsfn == nullptr) return;  // the environment is gone: nobody to tell
+    napi_call_threadsafe_function(tsfn, nullptr, napi_tsfn_nonblocking);
+    napi_release_threadsafe_function(tsfn, napi_tsfn_release);
+  }
+
+  static void Resolve(napi_env env, napi_value, void* context, void*) {
+    if (env == nullptr) return;
+    auto* call = static_cast<MreleaseCall*>(context);
+    napi_value value;
+    if (napi_create_double(env, static_cast<double>(call->result), &value) == napi_ok) {
+      napi_resolve_deferred(env, call->deferred, value);
+    }
+  }
+
+  static void Finalize(napi_env, void* data, void*) {
+    std::unique_ptr<std::shared_ptr<MreleaseCall>> holder(
+        static_cast<std::shared_ptr<MreleaseCall>*>(data));
+    std::lock_guard<std::mutex> lock((*holder)->mutex);
+    (*holder)->tsfn = nullptr;
+  }
+
+  static Napi::Value Start(Napi::Env env, int32_t fd) {
+    napi_value promise;
+    auto call = std::make_shared<MreleaseCall>();
+    NAPI_THROW_IF_FAILED(env, napi_create_promise(env, &call->deferred, &promise), Napi::Value());
+    call->pidfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (call->pidfd < 0) {
+      // A bad fd cannot block: let the kernel give its own answer (EBADF, or
+      // ENOSYS without the call). Otherwise EMFILE and the like.
+      call->result = errno == EBADF ? ProcessMrelease(fd) : -errno;
+      Resolve(env, nullptr, call.get(), nullptr);
+      return Napi::Value(env, promise);
+    }
+    napi_value name;
+    NAPI_THROW_IF_FAILED(
+        env, napi_create_string_utf8(env, "pidfd-reap:mrelease", NAPI_AUTO_LENGTH, &name),
+        Napi::Value());
+    auto* holder = new std::shared_ptr<MreleaseCall>(call);
+    napi_status status = napi_create_threadsafe_function(
+        env, nullptr, nullptr, name, 0, 1, holder, Finalize, call.get(), Resolve, &call->tsfn);
+    if (status != napi_ok) {
+      delete holder;
+      close(call->pidfd);
+      NAPI_THROW_IF_FAILED(env, status, Napi::Value());
+    }
+    try {
+      std::thread([call] { call->Run(); }).detach();
+    } catch (const std::system_error& error) {
+      close(call->pidfd);
+      call->result = -error.code().value();
+      Resolve(env, nullptr, call.get(), nullptr);
+      napi_release_threadsafe_function(call->tsfn, napi_tsfn_release);
+    }
+    return Napi::Value(env, promise);
   }
 };
 
@@ -394,15 +466,17 @@ int64_t ReadRssBytes(int32_t pid) {
 // Test seam: scripted try_reap_dying_process results, for outcomes the host
 // kernel (which has no such call) cannot produce. Everything else is real.
 struct ReapScript {
-  std::vector<long> results;  // in order; the last one repeats
+  // Stands for "as many bytes as the call's cap allows" (JS: Infinity).
+  static constexpr long kCap = LONG_MAX;
+  std::vector<long> results;  // in order; the last one repeats; empty: no try_reap
   size_t next = 0;
   std::chrono::microseconds delay{0};  // how long each scripted call takes
 
-  long Next() {
+  long Next(uint64_t max_bytes) {
     if (delay.count() > 0) std::this_thread::sleep_for(delay);
     long result = results[next];
     if (next + 1 < results.size()) next++;
-    return result;
+    return result == kCap ? static_cast<long>(std::min<uint64_t>(max_bytes, LONG_MAX)) : result;
   }
 };
 
@@ -587,7 +661,7 @@ class ReapJob {
     if (mechanism_now == Mechanism::kTryReap) {
       uint64_t max_bytes = std::min(chunk, budget - bytes.load());
       calls++;
-      return script ? script->Next()
+      return script ? script->Next(max_bytes)
                     : TryReapDyingProcess(syscall_nr, pidfd, max_bytes, 0);
     }
     // Announce the blocking call before the last look at stop_request; the JS
@@ -788,7 +862,6 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
 
   Napi::Value TryReapAsyncJs(const Napi::CallbackInfo& info) {
     auto call = std::make_unique<PoolCall>();
-    call->kind = PoolCall::Kind::kTryReap;
     call->syscall_nr = SyscallNr();
     call->pidfd = Int32Arg(info, 0);
     call->max_bytes = Uint64Arg(info, 1);
@@ -801,13 +874,7 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
   }
 
   Napi::Value ProcessMreleaseAsyncJs(const Napi::CallbackInfo& info) {
-    auto call = std::make_unique<PoolCall>();
-    call->kind = PoolCall::Kind::kMrelease;
-    call->syscall_nr = -ENOSYS;
-    call->pidfd = Int32Arg(info, 0);
-    call->max_bytes = 0;
-    call->flags = 0;
-    return PoolCall::Start(info.Env(), std::move(call));
+    return MreleaseCall::Start(info.Env(), Int32Arg(info, 0));
   }
 
   Napi::Value PollReadableJs(const Napi::CallbackInfo& info) {
@@ -970,7 +1037,7 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
     bool has_try_reap;
     if (script.IsObject()) {
       job->script = ParseScript(script.As<Napi::Object>());
-      has_try_reap = true;
+      has_try_reap = !job->script->results.empty();
       job->has_mrelease = script.As<Napi::Object>().Get("processMrelease").ToBoolean();
     } else {
       job->syscall_nr = SyscallNr();
@@ -1030,20 +1097,23 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
   static std::unique_ptr<ReapScript> ParseScript(Napi::Object script) {
     Napi::Env env = script.Env();
     Napi::Value results = script.Get("results");
-    if (!results.IsArray() || results.As<Napi::Array>().Length() == 0) {
-      throw Napi::TypeError::New(env, "pidfd-reap: script.results must be a non-empty array");
+    if (!results.IsArray()) {
+      throw Napi::TypeError::New(env, "pidfd-reap: script.results must be an array");
     }
     auto parsed = std::make_unique<ReapScript>();
     Napi::Array array = results.As<Napi::Array>();
     for (uint32_t i = 0; i < array.Length(); i++) {
       Napi::Value value = array.Get(i);
       if (!value.IsNumber()) throw Napi::TypeError::New(env, "pidfd-reap: expected a number");
-      parsed->results.push_back(static_cast<long>(value.As<Napi::Number>().Int64Value()));
+      double number = value.As<Napi::Number>().DoubleValue();
+      parsed->results.push_back(std::isfinite(number) ? static_cast<long>(number) : ReapScript::kCap);
     }
+    // A scripted call cannot be interrupted, like the real one: at most 10 s.
     Napi::Value delay = script.Get("delayMs");
-    if (delay.IsNumber()) {
+    double delay_ms = delay.IsNumber() ? delay.As<Napi::Number>().DoubleValue() : 0;
+    if (std::isfinite(delay_ms) && delay_ms > 0) {
       parsed->delay = std::chrono::microseconds(
-          static_cast<int64_t>(delay.As<Napi::Number>().DoubleValue() * 1000));
+          static_cast<int64_t>(std::min(delay_ms, 10000.0) * 1000));
     }
     return parsed;
   }
