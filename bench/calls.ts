@@ -33,10 +33,16 @@ function callCostAddon(): CallCost {
   return module.exports
 }
 
-/** The raw addon (the same module instance the package uses). */
-function rawBinding(): { tryReap(fd: number, maxBytes: bigint, flags: number): number } {
+interface RawBinding {
+  tryReap(fd: number, maxBytes: bigint, flags: number): number
+}
+let raw: RawBinding | undefined
+
+/** The raw addon (the same module instance the package uses), looked up once: node-gyp-build reads directories. */
+function rawBinding(): RawBinding {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return require('node-gyp-build')(projectRoot())
+  raw ??= require('node-gyp-build')(projectRoot()) as RawBinding
+  return raw
 }
 
 type Way = 'c' | 'raw' | 'public' | 'async'
@@ -46,10 +52,10 @@ const WAYS: Way[] = ['c', 'raw', 'public', 'async']
 async function batch(way: Way, pidfd: Pidfd, c: CallCost, n: number): Promise<number> {
   const fd = pidfd.fd
   if (way === 'c') return c.loop(fd, 0, n)
+  const binding = rawBinding()
   const start = process.hrtime.bigint()
   if (way === 'raw') {
-    const raw = rawBinding()
-    for (let i = 0; i < n; i++) raw.tryReap(fd, 0n, 0)
+    for (let i = 0; i < n; i++) binding.tryReap(fd, 0n, 0)
   } else if (way === 'public') {
     for (let i = 0; i < n; i++) {
       try {

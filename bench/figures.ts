@@ -38,6 +38,8 @@ export interface Figures {
   kernelReapedBytes: number
   /** MemFree rise ÷ the kernel's count, at the end of the reaping (reapers only). */
   memFreeVsKernelCount: number | null
+  /** The last call's result (0: nothing left; -errno), null without calls. */
+  lastResult: number | null
   /** Reaping calls (results > 0), their in-syscall time and latencies. */
   reapCalls: number
   callMs: number
@@ -89,6 +91,7 @@ export function figures(run: Run, starved: boolean): Figures {
       stuckUntil === null ? null : Math.max(0, ...run.samples.filter((s) => s.t >= 0 && s.t <= stuckUntil).map(freed)) / held,
     kernelReapedBytes: kernel(last),
     memFreeVsKernelCount: isReaper && atReapEnd && kernel(atReapEnd) > 0 ? freed(atReapEnd) / kernel(atReapEnd) : null,
+    lastResult: run.calls.length ? run.calls[run.calls.length - 1].ret : null,
     reapCalls: run.report ? run.report.calls : reaping.length,
     callMs: reaping.reduce((sum, c) => sum + (c.end - c.start), 0),
     callP50Us: latencies.length ? latencies[Math.ceil(0.5 * latencies.length) - 1] : null,

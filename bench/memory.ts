@@ -112,6 +112,7 @@ export async function runMemory(config: MemoryConfig, rand: () => number): Promi
           const record = { ...(await oneRun(config, sizeMiB, arm)), round: r - config.warmup, warmup, attempt }
           records.push(record)
           const f = record.figures
+          log(`${sizeMiB} MiB ${warmup ? 'warm-up' : `r${r - config.warmup}`} ${arm.id}: 90 % back ${ms(f.t90)}, exit ${ms(f.exitMs)}, setup ${record.setupMs} ms`)
           if (!record.valid) log(`${sizeMiB} MiB ${arm.id}: the starved victim ran before ${ms(f.stuckUntilMs)}: invalid, repeated`)
           if (record.valid) break
         }
