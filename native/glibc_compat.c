@@ -37,10 +37,10 @@ HIDDEN uint32_t arc4random(void)
 	}
 }
 
-// glibc 2.34 moved the pthread functions from libpthread into libc under a
-// new version, and links new code to it; the old version is still exported,
-// and on older glibc libpthread (which Node loads) defines it. std::thread
-// calls these: bind them to the old version.
+// glibc 2.32 and 2.34 moved the pthread functions from libpthread into libc
+// under new versions, and link new code to those; the old version is still
+// exported, and on older glibc libpthread (which Node loads) defines it.
+// std::thread and the reaping thread call these: bind them to the old one.
 #if defined(__x86_64__)
 #define GLIBC_BASE "GLIBC_2.2.5"
 #elif defined(__aarch64__)
@@ -61,3 +61,4 @@ OLD_VERSION(pthread_create, int,
 	    (thread, attr, start, arg))
 OLD_VERSION(pthread_join, int, (pthread_id thread, void **result), (thread, result))
 OLD_VERSION(pthread_detach, int, (pthread_id thread), (thread))
+OLD_VERSION(pthread_sigmask, int, (int how, const void *set, void *old), (how, set, old))
