@@ -200,3 +200,17 @@ t.test('npm pack builds what it packs', async (t) => {
     t.match(JSON.parse(features.stdout), { processMrelease: Boolean })
   })
 })
+
+t.test('the symbol check rejects what would not load there', async (t) => {
+  // Linked as node-gyp would without binding.gyp's flags: the system's
+  // libstdc++, and arc4random from glibc 2.36.
+  const source = join(work, 'too-new.cc')
+  writeFileSync(source, '#include <cstdlib>\n#include <string>\nstd::string grow(const char *s) { return std::string(s) + "x"; }\nunsigned pick() { return arc4random(); }\n')
+  const library = join(work, 'too-new.node')
+  const built = run('g++', ['-shared', '-fPIC', '-o', library, source], work, plainEnv(process.env.PATH ?? ''))
+  t.equal(built.status, 0, 'g++ builds the example', { stderr: built.stderr })
+  const check = run(join(ROOT, 'scripts', 'prebuild'), ['--check', library], ROOT, plainEnv(process.env.PATH ?? ''))
+  t.equal(check.status, 1, 'fails')
+  t.match(check.stderr, /\(GLIBC_2\.36\)\s+arc4random/, 'names the glibc symbol')
+  t.match(check.stderr, /\(GLIBCXX_[\d.]+\)/, 'names the libstdc++ symbols')
+})
