@@ -2,6 +2,7 @@
 // (built by `pretest:host`), and the non-Linux behaviour.
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { loadNative } from '../../src/binding'
 import { kernelFeatures } from '../fixtures/kernel-features'
@@ -29,7 +30,7 @@ t.test('type declarations are shipped', async (t) => {
   const pkg = JSON.parse(node(['-p', "JSON.stringify(require('./package.json'))"]))
   t.equal(pkg.types, './dist/index.d.ts')
   t.match(pkg.exports['.'], { require: { types: './dist/index.d.ts' }, import: { types: './dist/esm.d.mts' } })
-  t.ok(require('node:fs').existsSync(join(ROOT, 'dist', 'index.d.ts')))
+  t.ok(existsSync(join(ROOT, 'dist', 'index.d.ts')))
 })
 
 t.test('on another OS, loading fails with a clear error', async (t) => {
