@@ -17,6 +17,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
@@ -271,6 +272,23 @@ struct Watcher {
   }
 };
 
+// Starts fn on a detached thread that blocks every signal, so that signals
+// meant for Node (SIGCHLD, SIGINT...) never land there and never cut its
+// waits short. Throws std::system_error like std::thread.
+template <typename Fn>
+void StartDetachedThread(Fn fn) {
+  sigset_t all, saved;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &saved);  // the new thread inherits it
+  try {
+    std::thread(std::move(fn)).detach();
+  } catch (...) {
+    pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+    throw;
+  }
+  pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+}
+
 // ---- process_mrelease on a thread of its own -----------------------------------
 
 // process_mrelease can block for seconds on the victim's mmap_lock, so its
@@ -335,7 +353,7 @@ struct MreleaseCall {
       NAPI_THROW_IF_FAILED(env, status, Napi::Value());
     }
     try {
-      std::thread([call] { call->Run(); }).detach();
+      StartDetachedThread([call] { call->Run(); });
     } catch (const std::system_error& error) {
       close(call->pidfd);
       call->result = -error.code().value();
@@ -1071,7 +1089,7 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
       NAPI_THROW_IF_FAILED(env, status, Napi::Value());
     }
     try {
-      std::thread([job] { job->Run(); }).detach();
+      StartDetachedThread([job] { job->Run(); });
     } catch (const std::system_error& error) {
       // Nothing was killed. The tsfn finalizer frees the job.
       napi_release_threadsafe_function(job->tsfn, napi_tsfn_release);

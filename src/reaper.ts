@@ -218,7 +218,9 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
       }
       const onAbort = (): void => interrupt('aborted')
       for (const signal of signals) signal.addEventListener('abort', onAbort, { once: true })
-      if (remainingMs !== Infinity) timer = setTimeout(() => interrupt('deadline'), Math.max(0, remainingMs))
+      // The thread keeps the deadline itself; this timer is for a blocked call.
+      // Node's timers may fire up to 1 ms early: it must not cut a call short.
+      if (remainingMs !== Infinity) timer = setTimeout(() => interrupt('deadline'), Math.max(0, remainingMs) + 1)
     })
   }
 }
