@@ -7,6 +7,7 @@
 // off (as in the kselftest), while this test runs on CPU 0.
 import t, { type Test } from 'tap'
 import { closeSync, openSync } from 'node:fs'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import * as api from '../../src/index'
 import { main as cli } from '../../src/cli'
 import { MiB, disableFairServer, killQuietly, pinProcess, starveCpu, startHog, unthrottleRt, type Victim } from '../fixtures/victims'
@@ -87,10 +88,20 @@ t.test('killAndReap takes the try_reap path', { skip }, async (t) => {
   const { hog, release } = await starvedVictim(t, 128)
   const statsBefore = api.reapDyingStats()!
   const before = rss(hog.pid)
-  const report = await api.killAndReap(hog.pid, { chunkBytes: 16 * MiB })
+  const progress: api.ReapProgress[] = []
+  const delay = monitorEventLoopDelay({ resolution: 1 })
+  delay.enable()
+  const report = await api.killAndReap(hog.pid, { chunkBytes: 16 * MiB, onProgress: (p) => progress.push(p) })
+  delay.disable()
   t.match(report, { mechanism: 'try_reap', stopReason: 'done', exited: false })
   t.ok(report.bytesReaped >= 120 * MiB && report.bytesReaped <= before, `${report.bytesReaped / MiB} MiB`)
   t.ok(report.calls >= 8, `${report.calls} calls`)
+  t.match(progress.at(-1), { calls: report.calls, bytesReaped: report.bytesReaped }, 'the last progress event has the final counts')
+  t.ok(progress.length <= report.elapsedMs / 50 + 2, `${progress.length} progress events in ${report.elapsedMs.toFixed(0)} ms: throttled`)
+  // The whole loop runs in the addon's thread; the event loop only gets events.
+  const p99 = delay.percentile(99) / 1e6
+  t.comment(`event-loop delay during the reap: p99 ${p99.toFixed(2)} ms, max ${(delay.max / 1e6).toFixed(2)} ms (TCG)`)
+  t.ok(p99 < 50, `event-loop delay p99 ${p99.toFixed(2)} ms`)
   const statsAfter = api.reapDyingStats()!
   t.ok(statsAfter.calls >= statsBefore.calls + report.calls, 'sysfs calls counter')
   t.ok(statsAfter.pagesReaped > statsBefore.pagesReaped, 'sysfs pages_reaped counter')
