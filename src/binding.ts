@@ -36,6 +36,7 @@ export interface NativeReapJob {
  * kill, exit detection and process_mrelease stay real.
  */
 export interface NativeReapScript {
+  /** Results in order, the last one repeats; Infinity: the call's cap; empty: no try_reap. */
   results: number[]
   /** How long each scripted call takes (default 0). */
   delayMs?: number
