@@ -97,6 +97,7 @@ export function benchConfig(env = process.env): BenchConfig {
       cpu: 1,
       resamples,
       filePath,
+      minClones: 8,
       maxClones: 400,
     },
     calls: {

@@ -23,7 +23,8 @@ export interface LatencyConfig {
   cpu: number
   resamples: number
   filePath?: string
-  /** Safety net: clones per cap and kind at most. */
+  /** Clones per cap and kind at least (the bootstrap resamples clones), and at most (a safety net). */
+  minClones: number
   maxClones: number
 }
 
@@ -70,7 +71,11 @@ async function runKind(kind: Kind, config: LatencyConfig, freezer: Freezer, rand
   const forkMs: number[] = []
   try {
     for (;;) {
-      const pending = config.caps.filter((c) => perCap.get(c.bytes)!.reduce((n, a) => n + a.length, 0) < c.minCalls && perCap.get(c.bytes)!.length < config.maxClones)
+      const pending = config.caps.filter((c) => {
+        const clones = perCap.get(c.bytes)!
+        const calls = clones.reduce((n, a) => n + a.length, 0)
+        return (calls < c.minCalls || clones.length < config.minClones) && clones.length < config.maxClones
+      })
       if (pending.length === 0) break
       const cap = pending[Math.floor(rand() * pending.length)]
       child.stdin!.write(`reap ${cap.bytes}\n`)
@@ -134,7 +139,7 @@ export async function runLatency(config: LatencyConfig, rand: () => number) {
       durationMs: Date.now() - started,
       settings: { ...config, filePath: undefined },
       method:
-        'one victim per kind (bench/bounds.c clones), fork()ed once per measured clone; each clone frozen (cgroup v1 freezer), SIGKILLed and reaped with one cap until the 0, on CPU ' +
+        'One victim per kind (bench/bounds.c clones), fork()ed once per measured clone; each clone frozen (cgroup v1 freezer), SIGKILLed and reaped with one cap until the 0, on CPU ' +
         `${config.cpu}; calls that unmapped something are pooled per cap; nearest-rank p99; interval: bootstrap resampling each cap's clones`,
       worstKind: worst,
       kinds: summary,

@@ -86,7 +86,12 @@ export interface RatioFields {
 
 export function ratioFields(estimates: Record<string, Estimate>): RatioFields {
   const out: RatioFields = { ratios: {}, ratiosCi95: {}, goals: {}, pass: {}, ciMeetsGoal: {} }
-  for (const [key, e] of Object.entries(estimates)) {
+  // In the order of DEFINITIONS (headline ratios before their parts), then the sweep.
+  const order = Object.keys(DEFINITIONS)
+  const rank = (key: string): number => (order.includes(key) ? order.indexOf(key) : order.length)
+  const keys = Object.keys(estimates).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b, 'en', { numeric: true }))
+  for (const key of keys) {
+    const e = estimates[key]
     if (!Number.isFinite(e.value)) continue
     out.ratios[key] = round(e.value, 4)
     out.ratiosCi95[key] = [round(e.ci95[0], 4), round(e.ci95[1], 4)]

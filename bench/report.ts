@@ -51,7 +51,7 @@ function settingsText(r: Results): string[] {
   const m = s.memory
   const overrides = Object.entries<string>(s.overrides)
   return [
-    `Settings: ${m.rounds} measured rounds after ${m.warmup} warm-up round${m.warmup === 1 ? '' : 's'} in every part, the runs of a round in a random order (seed ${s.seed}); ` +
+    `Settings: ${m.rounds} measured rounds after ${m.warmup} warm-up round${m.warmup === 1 ? '' : 's'} in the memory-back, bounds and call-cost parts, the runs of a round in a random order (seed ${s.seed}); ` +
       `every ratio is the median of the per-round paired ratios (the p99 ratios: the pooled p99s), with a percentile bootstrap 95 % interval over ${s.resamples} resamples of the rounds. ` +
       `Memory-back victims: ${m.sizesMiB.join(', ')} MiB (shares ${JSON.stringify(m.shares)} of 4 KiB anonymous, THP, written private file pages), sampled every ${m.sampleUs} µs; ` +
       `killAndReap and the C loop use ${m.chunkMiB} MiB calls; starvation sweep ${m.sweepMs.map((v: number) => `${v / 1000} s`).join(', ')}. ` +

@@ -60,13 +60,19 @@ export class PooledSamples {
     if (n === 0) return NaN
     const rank = Math.min(n, Math.max(1, Math.ceil((p / 100) * n))) // 1-based, ascending
     const k = n - rank + 1 // the k-th largest
-    const top: number[] = []
-    for (const i of picks) {
-      const values = this.#rounds[i]
-      for (let j = 0; j < Math.min(k, values.length); j++) top.push(values[j])
+    // Merge the picked rounds (each largest first) down to the k-th value:
+    // O(k · picks), no sort (the bootstrap calls this thousands of times).
+    const lists = picks.map((i) => this.#rounds[i])
+    const at = new Array<number>(lists.length).fill(0)
+    let value = NaN
+    for (let taken = 0; taken < k; taken++) {
+      let best = -1
+      for (let l = 0; l < lists.length; l++) {
+        if (at[l] < lists[l].length && (best < 0 || lists[l][at[l]] > lists[best][at[best]])) best = l
+      }
+      value = lists[best][at[best]++]
     }
-    top.sort((a, b) => b - a)
-    return top[k - 1]
+    return value
   }
 }
 
