@@ -89,6 +89,7 @@ export interface KillAndReapCallOptions {
 export type TryReapScript = NativeReapScript
 
 export const DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024
+const MAX_TIMER_MS = 2 ** 31 - 2
 
 interface Settings {
   chunkBytes: number
@@ -220,7 +221,8 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
       for (const signal of signals) signal.addEventListener('abort', onAbort, { once: true })
       // The thread keeps the deadline itself; this timer is for a blocked call.
       // Node's timers may fire up to 1 ms early: it must not cut a call short.
-      if (remainingMs !== Infinity) timer = setTimeout(() => interrupt('deadline'), Math.max(0, remainingMs) + 1)
+      // Beyond the longest timer (24.8 days) Node would fire at once instead.
+      if (remainingMs < MAX_TIMER_MS) timer = setTimeout(() => interrupt('deadline'), Math.max(0, remainingMs) + 1)
     })
   }
 }

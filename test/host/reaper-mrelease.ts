@@ -60,7 +60,10 @@ t.test('a victim that cannot exit: process_mrelease reaps it and its RSS drop is
   t.ok(after.exists && after.hasMm, 'still there, with its mm')
   t.ok(report.bytesReaped >= 250 * MiB, `reported ${report.bytesReaped / MiB} MiB`)
   t.ok(Math.abs(rssBefore - after.rssBytes - report.bytesReaped) <= MiB, `RSS ${rssBefore / MiB} -> ${after.rssBytes / MiB} MiB`)
-  t.comment(`event-loop delay while reaping 256 MiB: p99 ${(delay.percentile(99) / 1e6).toFixed(2)} ms, max ${(delay.max / 1e6).toFixed(2)} ms`)
+  const p99 = delay.percentile(99) / 1e6
+  t.comment(`event-loop delay while reaping 256 MiB: p99 ${p99.toFixed(2)} ms, max ${(delay.max / 1e6).toFixed(2)} ms`)
+  // Generous for a shared machine: the call runs on the job's thread.
+  t.ok(p99 < 50, `event-loop delay p99 ${p99.toFixed(2)} ms`)
   frozen.thaw()
   await frozen.victim.gone
   t.equal(frozen.victim.child.signalCode, 'SIGKILL', 'thawed, it exits')

@@ -51,6 +51,9 @@ t.test('the budget caps the last chunk and stops', { skip }, async (t) => {
   t.match(await capped.killAndReap((await victim(t)).pid), { stopReason: 'budget', calls: 3, bytesReaped: 20 * MiB })
   const unlimited = new Reaper({ chunkBytes: MiB, budgetBytes: Infinity, deadlineMs: Infinity }, script([MiB, MiB, 0]))
   t.match(await unlimited.killAndReap((await victim(t)).pid), { stopReason: 'done', calls: 3, bytesReaped: 2 * MiB })
+  // A deadline too far for a Node timer is kept by the job's thread alone.
+  const far = new Reaper({ deadlineMs: 2 ** 40 }, script([MiB, 0], { delayMs: 5 }))
+  t.match(await far.killAndReap((await victim(t)).pid), { stopReason: 'done', calls: 2, bytesReaped: MiB })
   const none = new Reaper({ budgetBytes: 0 }, script([MiB]))
   t.match(await none.killAndReap((await victim(t)).pid), { stopReason: 'budget', calls: 0, bytesReaped: 0 })
 })
