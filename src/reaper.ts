@@ -205,19 +205,21 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
         }
       }
 
-      const budget = budgetBytes === Infinity ? UINT64_MAX : BigInt(budgetBytes)
-      const remainingMs = deadlineMs - (performance.now() - started)
-      const start = native.startReap(fd, pid, BigInt(chunkBytes), budget, remainingMs, onEvent, this.#script)
-      if ('errno' in start) return fail(systemError(start.errno, start.syscall, pid))
-      const job: NativeReapJob = start.job
-
       // The job's thread stops by itself at the deadline or an abort, except
       // inside process_mrelease, which can block for seconds: then settle now.
       const interrupt = (reason: 'aborted' | 'deadline'): void => {
         const state = native.reapStop(job, reason)
         if (state.blocked) settle(state, reason)
       }
-      const onAbort = (): void => interrupt('aborted')
+      function onAbort(): void {
+        interrupt('aborted')
+      }
+
+      const budget = budgetBytes === Infinity ? UINT64_MAX : BigInt(budgetBytes)
+      const remainingMs = deadlineMs - (performance.now() - started)
+      const start = native.startReap(fd, pid, BigInt(chunkBytes), budget, remainingMs, onEvent, this.#script)
+      if ('errno' in start) return fail(systemError(start.errno, start.syscall, pid))
+      const job: NativeReapJob = start.job
       for (const signal of signals) signal.addEventListener('abort', onAbort, { once: true })
       // The thread keeps the deadline itself; this timer is for a blocked call.
       // Node's timers may fire up to 1 ms early: it must not cut a call short.

@@ -184,6 +184,7 @@ t.test('setup failures reject before anything is killed', async (t) => {
   execFileSync('prlimit', ['--pid', String(process.pid), `--nofile=3:${hard}`])
   try {
     await t.rejects(killAndReap(pidfd), { code: 'EMFILE', syscall: 'dup', pid: sleeper.pid })
+    await t.rejects(killAndReap(pidfd, { signal: new AbortController().signal }), { code: 'EMFILE' }, 'with a signal too')
   } finally {
     restorer.stdin!.end('go\n')
     t.equal(await restored, 0, 'limit restored')
