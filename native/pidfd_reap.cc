@@ -11,6 +11,11 @@
 //    here are only a backstop and throw a plain TypeError.
 //  * No mutable static state: everything per environment lives in the
 //    PidfdReap instance (Napi::Addon), so the addon works in worker_threads.
+//  * Calls that may block in the kernel (process_mrelease, and killAndReap's
+//    whole loop) run on threads of their own, never on the libuv pool. Such a
+//    thread owns a dup of its fd and reaches JS only through a thread-safe
+//    function whose teardown it checks under a mutex, so it may outlive its
+//    environment (a terminated worker) without touching it.
 
 #include <napi.h>
 #include <uv.h>
