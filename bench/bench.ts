@@ -114,9 +114,6 @@ export async function runBench(config: BenchConfig = benchConfig()): Promise<voi
         'during the run: RT throttling off (sched_rt_runtime_us = -1, for the starving busy loops); vm.percpu_pagelist_high_fraction = 100000 (per-CPU free lists of about 1 MiB, so that MemFree shows freed pages when they are freed); both restored after',
     },
     ...ratioFields(estimates),
-    notMeasured: {
-      two_reapers_speedup: 'not measured: the benchmark has no two-reaper run yet (goal >= 1.6)',
-    },
     ...results,
   }
   writeArtifacts(out, outDir())

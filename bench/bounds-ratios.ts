@@ -92,6 +92,18 @@ export function computeRatios(measured: Run[][], resamples: number, rand: () => 
     denominator: 'mixed-uncapped | spread-uncapped',
   }
 
+  const oneReaper = byArm('mixed-1MiB')
+  const twoReapers = byArm('mixed-1MiB-2reapers')
+  const speedup = all.map((i) => oneReaper[i].out.wallNs / twoReapers[i].out.wallNs)
+  estimates.two_reapers_speedup = boot(perRound(speedup))
+  details.two_reapers_speedup = {
+    estimator: 'median of the per-round ratios; bootstrap over rounds',
+    numerator: 'mixed-1MiB: wall time from the kill to the 0, one reaper',
+    denominator: 'mixed-1MiB-2reapers: the same, two reapers (one per CPU) until both saw the 0',
+    perRound: speedup,
+    wallMsMedian: [median(oneReaper.map((r) => r.out.wallNs)) / 1e6, median(twoReapers.map((r) => r.out.wallNs)) / 1e6],
+  }
+
   const uncapped = byArm('mixed-uncapped')
   const mrelease = byArm('mixed-mrelease')
   const rate = (run: Run): number => rssDropBytes(run) / (firstPassNs(run) / NS)

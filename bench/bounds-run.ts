@@ -8,7 +8,7 @@ import { createInterface } from 'node:readline'
 import { Freezer, compileC, projectRoot } from '../victims'
 
 /** The C helper, compiled once per process. */
-export const boundsHelper = (): string => compileC(join(projectRoot(), 'bench', 'bounds.c'))
+export const boundsHelper = (): string => compileC(join(projectRoot(), 'bench', 'bounds.c'), ['-pthread'])
 
 export const KiB = 1024
 export const MiB = 1024 * KiB
@@ -35,6 +35,8 @@ export interface Arm {
   method: 'tryreap' | 'mrelease'
   /** Bytes per call; 0: no cap (SIZE_MAX). */
   capBytes: number
+  /** 2: a second reaper on the other CPU calls at the same time. */
+  reapers?: 2
 }
 
 /** bench/bounds.c's JSON. */
@@ -122,6 +124,7 @@ interface Pending {
 function startRun(arm: Arm, freezer: Freezer, buildCpu: number, config: RunSettings): Pending {
   const args = ['run', '--freezer', freezer.group, '--method', arm.method, '--cap', String(arm.capBytes)]
   args.push('--build-cpu', String(buildCpu), '--cpu', String(config.cpu), ...layoutArgs(arm.layout))
+  if (arm.reapers) args.push('--reapers', String(arm.reapers))
   const child = spawn(boundsHelper(), args, { stdio: ['pipe', 'pipe', 'inherit'] })
   child.stdin!.on('error', () => {}) // EPIPE if it died: reported through `closed`
   let json = ''

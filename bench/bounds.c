@@ -8,7 +8,10 @@
 //
 //   bounds run --freezer DIR --method tryreap|mrelease [--cap BYTES]
 //              [layout options] [--build-cpu B] [--cpu C] [--max-calls N]
-//              [--timeout-ms MS]
+//              [--timeout-ms MS] [--reapers 2]
+//        --reapers 2: a second thread, on the other CPU, calls try_reap on
+//        the same pidfd at the same time (started before the kill, spinning
+//        until it); the run ends when both have seen the 0
 //   bounds clones --freezer DIR [layout options] [--build-cpu B] [--cpu C]
 //        builds one victim, then for each line "reap CAP" on stdin forks a
 //        clone of it (fork(): the clone maps the same pages, copy-on-write),
@@ -54,6 +57,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <sched.h>
 #include <signal.h>
@@ -102,6 +107,7 @@ static uint64_t opt_cap;  // 0: SIZE_MAX
 static unsigned long opt_reserve_gib, opt_anon, opt_thp, opt_file, opt_sparse, opt_vmas, opt_vma_kib = 4;
 static int opt_cpu = 1, opt_build_cpu = -1;
 static long opt_max_calls = 4000000, opt_timeout_ms = 120000;
+static int opt_reapers = 1;
 
 static void parse(int argc, char **argv) {
   if (argc < 2 || (strcmp(argv[1], "run") && strcmp(argv[1], "clones"))) {
@@ -127,6 +133,7 @@ static void parse(int argc, char **argv) {
     else if (!strcmp(a, "--build-cpu")) opt_build_cpu = atoi(v);
     else if (!strcmp(a, "--max-calls")) opt_max_calls = atol(v);
     else if (!strcmp(a, "--timeout-ms")) opt_timeout_ms = atol(v);
+    else if (!strcmp(a, "--reapers")) opt_reapers = atoi(v);
     else { fprintf(stderr, "bounds: unknown option %s\n", a); exit(2); }
   }
   if (!opt_freezer) { fprintf(stderr, "bounds: --freezer is required\n"); exit(2); }
@@ -135,6 +142,7 @@ static void parse(int argc, char **argv) {
     fprintf(stderr, "bounds: unknown method %s\n", opt_method);
     exit(2);
   }
+  if (opt_reapers < 1 || opt_reapers > 2) { fprintf(stderr, "bounds: --reapers is 1 or 2\n"); exit(2); }
   if (opt_vma_kib == 0 || opt_vma_kib % 4) { fprintf(stderr, "bounds: --vma-kib must be a multiple of 4\n"); exit(2); }
 }
 
@@ -341,6 +349,32 @@ static void print_ran(const char *name, struct reap_ran r) {
   reap_print_ran(stdout, r);
 }
 
+// The second reaper of --reapers 2: the same loop on the other CPU, counted
+// apart (its calls are not timed one by one).
+struct second_reaper {
+  long nr;
+  int pidfd, cpu;
+  size_t cap;
+  atomic_int go;
+  long long bytes;
+  long calls, error;
+};
+
+static void *second_reaper(void *arg) {
+  struct second_reaper *h = arg;
+  pin(h->cpu);  // this thread only
+  while (!atomic_load(&h->go)) {
+  }
+  for (;;) {
+    long ret = syscall(h->nr, h->pidfd, 0, h->cap);
+    h->calls++;
+    if (ret > 0) h->bytes += ret;
+    else if (ret == 0) break;
+    else if (errno != EAGAIN && errno != EBUSY) { h->error = -errno; break; }
+  }
+  return NULL;
+}
+
 // "ns":[...],"results":[[value, count]...]: each call's time, and the
 // results run-length encoded (most runs are long runs of the cap, or of EAGAIN).
 static void print_calls(void) {
@@ -513,7 +547,12 @@ int main(int argc, char **argv) {
   uint64_t cal_before = calibrate();
   getrusage(RUSAGE_SELF, &ru0);
 
+  struct second_reaper second = {.nr = nr, .pidfd = pidfd, .cpu = opt_cpu ? 0 : 1, .cap = cap};
+  pthread_t second_thread;
+  int two = opt_reapers == 2 && nr != SYS_process_mrelease;
+  if (two && pthread_create(&second_thread, NULL, second_reaper, &second) != 0) die("pthread_create");
   if (syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) != 0) die("pidfd_send_signal");
+  if (two) atomic_store(&second.go, 1);
   uint64_t t_kill = reap_now_ns(), deadline = t_kill + (uint64_t)opt_timeout_ms * 1000000ull;
   long ebusy = 0, eagain = 0, positive = 0, other = 0, first_other = 0;
   long long bytes = 0, max_ret = 0;
@@ -545,6 +584,11 @@ int main(int argc, char **argv) {
       if (reap_now_ns() > deadline) { ended = "timeout"; break; }
     }
   }
+  if (two) {
+    pthread_join(second_thread, NULL);
+    bytes += second.bytes;
+    if (second.error) { other++; first_other = second.error; ended = "error"; }
+  }
   uint64_t t_end = reap_now_ns();
   getrusage(RUSAGE_SELF, &ru1);
   uint64_t cal_after = calibrate();
@@ -572,6 +616,7 @@ int main(int argc, char **argv) {
   printf("\"ended\":\"%s\",\"again\":%ld,\"calls\":%ld,\"positive\":%ld,\"eagain\":%ld,\"ebusy\":%ld,\"otherErrors\":%ld,\"firstOther\":%ld,",
          ended, again, ncalls, positive, eagain, ebusy, other, first_other);
   printf("\"bytes\":%lld,\"maxResult\":%lld,\"wallNs\":%" PRIu64 ",\"exitMs\":%.1f,", bytes, max_ret, t_end - t_kill, exit_ms);
+  printf("\"reapers\":%d,\"secondCalls\":%ld,\"secondBytes\":%lld,", two ? 2 : 1, second.calls, second.bytes);
   printf("\"counters\":{\"calls\":%lld,\"pagesReaped\":%lld,\"busy\":%lld},", c1.calls - c0.calls,
          c1.pages_reaped - c0.pages_reaped, c1.busy - c0.busy);
   printf("\"calibrationNs\":[%" PRIu64 ",%" PRIu64 "],", cal_before, cal_after);

@@ -57,6 +57,7 @@ export function arms(config: BoundsConfig): Arm[] {
     tryreap('4KiB-vmas', 'many VMAs: 10000 one-page VMAs (alternating protections)', { vmas: 10000, vmaKiB: 4 }, 4 * KiB),
     tryreap('mixed-1MiB', `mixed ${big} MiB: 4 KiB anon 1/2, THP 1/4, written private tmpfs file pages 1/4`, mixed, 1024 * KiB),
     tryreap('mixed-uncapped', 'the same, one uncapped call (SIZE_MAX)', mixed, 0),
+    { ...tryreap('mixed-1MiB-2reapers', 'the same, 1 MiB calls from two reapers at once (one per CPU)', mixed, 1024 * KiB), reapers: 2 },
     { id: 'mixed-mrelease', what: 'the same, process_mrelease', layout: mixed, method: 'mrelease', capBytes: 0 },
     tryreap('spread-1MiB', `spread ${big} MiB: 4 KiB pages in ${spread.vmas} VMAs of ${spread.vmaKiB} KiB (alternating protections)`, spread, 1024 * KiB),
     tryreap('spread-uncapped', 'the same, one uncapped call (SIZE_MAX)', spread, 0),

@@ -106,9 +106,11 @@ export function memoryBackSvg(results: Results): string {
       const end = reaper ? xMax : until
       body.push(`<rect x="${f.x0}" y="${f.y0}" width="${f1(sx(f, end) - f.x0)}" height="${h}" fill="#fde2e2"/>`)
       const frac = quantiles(p.runs.map((r) => r.figures.freedWhileStuckFraction ?? 0)).median
+      // Where the curves are not: bottom right for reapers (done early), bottom left for a starved exit.
+      const [lx, anchor] = reaper ? [f.x0 + w - 6, 'end'] : [f.x0 + 6, 'start']
       body.push(
-        `<text x="${f.x0 + 6}" y="${f.y0 + h - 22}" fill="#a33" font-size="11">${reaper ? 'victim stuck throughout' : `victim stuck ${until.toFixed(2)} s`}:</text>`,
-        `<text x="${f.x0 + 6}" y="${f.y0 + h - 8}" fill="#a33" font-size="11">${(100 * frac).toFixed(0)} % back while stuck (median)</text>`,
+        `<text x="${lx}" y="${f.y0 + h - 22}" fill="#a33" font-size="11" text-anchor="${anchor}">${reaper ? 'victim stuck throughout' : `victim stuck ${until.toFixed(2)} s`}:</text>`,
+        `<text x="${lx}" y="${f.y0 + h - 8}" fill="#a33" font-size="11" text-anchor="${anchor}">${(100 * frac).toFixed(0)} % back while stuck (median)</text>`,
       )
     }
     body.push(...axes(f, 'seconds since SIGKILL', i === 0 ? 'MiB back (MemFree rise)' : null))
@@ -121,7 +123,8 @@ export function memoryBackSvg(results: Results): string {
     const band = [...pts.map((t, k) => `${f1(sx(f, t / 1000))},${f1(sy(f, memFree[k].max))}`), ...pts.map((t, k) => `${f1(sx(f, t / 1000))},${f1(sy(f, memFree[k].min))}`).reverse()]
     body.push(`<polygon points="${band.join(' ')}" fill="#9ecae1" fill-opacity="0.6" stroke="none"/>`)
     body.push(`<polyline points="${pts.map((t, k) => `${f1(sx(f, t / 1000))},${f1(sy(f, memFree[k].median))}`).join(' ')}" fill="none" stroke="#08519c" stroke-width="2"/>`)
-    if (p.arm !== 'exit (plain)' && !p.arm.startsWith('exit')) {
+    // The kernel's count: try_reap only (process_mrelease and exits are not counted there).
+    if (!p.arm.startsWith('exit') && p.arm !== 'process_mrelease') {
       const kernel = at(2)
       body.push(`<polyline points="${pts.map((t, k) => `${f1(sx(f, t / 1000))},${f1(sy(f, kernel[k].median))}`).join(' ')}" fill="none" stroke="#e6550d" stroke-width="1.5" stroke-dasharray="5,3"/>`)
     }

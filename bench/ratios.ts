@@ -57,6 +57,10 @@ export const DEFINITIONS: Record<string, RatioDefinition> = {
   product_path_added_vs_1MiB_call: {
     what: "time the async product path adds to a call (async probe − C probe) ÷ a 1 MiB-capped reaping call's median time",
   },
+  two_reapers_speedup: {
+    what: 'wall time from the kill to the 0 with 1 MiB calls: one reaper ÷ two reapers at once (one per CPU), same frozen mixed victim',
+    goal: ge(1.6),
+  },
   p99_4KiB_reserved_vs_dense: { what: 'p99 of a 4 KiB-capped call: a victim with an empty 1 TiB PROT_NONE reservation ÷ the dense victim', goal: le(2) },
   p99_4KiB_vmas_vs_dense: { what: 'p99 of a 4 KiB-capped call: 10000 one-page VMAs ÷ the dense victim', goal: le(2) },
 }

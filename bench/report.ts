@@ -42,7 +42,6 @@ function ratiosTable(r: Results): string[] {
     const verdict = goal === undefined ? '–' : `${r.pass[key] ? 'pass' : '**fail**'}${r.ciMeetsGoal[key] ? '' : ' (interval crosses the goal)'}`
     lines.push(`| \`${key}\` | ${definition(key).what} | ${fmtRatio(value)} | ${fmtRatio(lo)}–${fmtRatio(hi)} | ${goal ?? '–'} | ${verdict} |`)
   }
-  for (const [key, why] of Object.entries<string>(r.notMeasured ?? {})) lines.push(`| \`${key}\` | – | – | – | – | ${why} |`)
   return lines
 }
 
