@@ -247,6 +247,7 @@ struct Teardown {
 struct Watcher {
   uv_poll_t handle;
   napi_env env;
+  int32_t fd = -1;
   uint32_t id = 0;
   // The owning addon's table of active watchers (valid while events arrive).
   std::unordered_map<uint32_t, Watcher*>* registry = nullptr;
@@ -919,6 +920,7 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
 
     auto watcher = std::make_unique<Watcher>();
     watcher->env = env;
+    watcher->fd = fd;
     int rc = uv_poll_init(loop, &watcher->handle, fd);
     if (rc != 0) return NumberResult(env, rc);  // libuv errors are -errno
     watcher->handle.data = watcher.get();
@@ -966,8 +968,18 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
   }
 
   // closeFd(fd) -> 0 or -errno; forgets an adopted fd and closes it.
+  // Watchers of the fd go first, as by unwatch (their callbacks never run):
+  // libuv aborts when the fd of an active poll handle is closed.
   Napi::Value CloseFdJs(const Napi::CallbackInfo& info) {
     int32_t fd = Int32Arg(info, 0);
+    for (auto entry = watchers_.begin(); entry != watchers_.end();) {
+      if (entry->second->fd != fd) {
+        ++entry;
+        continue;
+      }
+      entry->second->Close();
+      entry = watchers_.erase(entry);
+    }
     owned_fds_.erase(fd);
     return NumberResult(info.Env(), close(fd) == 0 ? 0 : -errno);
   }
