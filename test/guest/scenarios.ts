@@ -22,7 +22,7 @@ import {
   unthrottleRt,
   type Scenario,
   type ScenarioKind,
-} from '../fixtures/victims'
+} from '../../victims'
 
 const skip = api.reapDyingFeature() ? false : 'try_reap_dying_process not available: /sys/kernel/mm/reap_dying/syscall_nr missing'
 

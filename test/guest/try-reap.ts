@@ -10,7 +10,7 @@ import { closeSync, openSync } from 'node:fs'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import * as api from '../../src/index'
 import { main as cli } from '../../src/cli'
-import { MiB, disableFairServer, killQuietly, pinProcess, starveCpu, startHog, unthrottleRt, type Victim } from '../fixtures/victims'
+import { MiB, disableFairServer, killQuietly, pinProcess, starveCpu, startHog, unthrottleRt, type Victim } from '../../victims'
 
 const feature = api.reapDyingFeature()
 const skip = feature ? false : 'try_reap_dying_process not available: /sys/kernel/mm/reap_dying/syscall_nr missing'

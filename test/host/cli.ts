@@ -11,7 +11,7 @@ import { systemError, reapUnavailableError } from '../../src/errors'
 import { DEFAULT_CHUNK_BYTES, type ReapReport } from '../../src/reaper'
 import { parseSize } from '../../src/units'
 import * as syscalls from '../../src/syscalls'
-import { MiB, startHog, startSleeper, killQuietly } from '../fixtures/victims'
+import { MiB, startHog, startSleeper, killQuietly } from '../../victims'
 import { publicCopyOfPackage } from '../fixtures/public-copy'
 
 const BIN = join(__dirname, '..', '..', 'bin', 'pidfd-reap')

@@ -7,7 +7,7 @@ import * as api from '../../src/index'
 import { native } from '../../src/binding'
 import { withFdTableFull } from '../fixtures/fds'
 import { kernelFeatures, SYSCALL_NR_FILE } from '../fixtures/kernel-features'
-import { killQuietly, startSleeper } from '../fixtures/victims'
+import { killQuietly, startSleeper } from '../../victims'
 
 t.test('EMFILE while reading the syscall number is reported and not cached', async (t) => {
   const sleeper = startSleeper()

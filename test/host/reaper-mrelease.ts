@@ -4,7 +4,7 @@
 import t, { type Test } from 'tap'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { killAndReap, Pidfd, Reaper, readRssBytes, type ReapProgress, type ReapReport } from '../../src/index'
-import { MiB, killQuietly, procView, startHog, startSleeper } from '../fixtures/victims'
+import { MiB, killQuietly, procView, startHog, startSleeper } from '../../victims'
 import { kernelFeatures } from '../fixtures/kernel-features'
 import { frozenUnavailable, frozenVictim } from '../fixtures/stuck-victims'
 

@@ -10,7 +10,7 @@ import { constants } from 'node:os'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { killAndReap, Pidfd, Reaper, type ReapProgress } from '../../src/index'
 import type { TryReapScript } from '../../src/reaper'
-import { MiB, killQuietly, startSleeper } from '../fixtures/victims'
+import { MiB, killQuietly, startSleeper } from '../../victims'
 import { frozenUnavailable, frozenVictim } from '../fixtures/stuck-victims'
 
 const E = constants.errno

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as api from '../../src/index'
 import { native } from '../../src/binding'
-import { killQuietly, startSleeper } from '../fixtures/victims'
+import { killQuietly, startSleeper } from '../../victims'
 import { publicCopyOfPackage } from '../fixtures/public-copy'
 import { kernelFeatures, mreleaseCode, SYSCALL_NR_FILE } from '../fixtures/kernel-features'
 

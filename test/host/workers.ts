@@ -5,7 +5,7 @@ import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { Pidfd, type ReapReport } from '../../src/index'
-import { killQuietly, startHog, startSleeper } from '../fixtures/victims'
+import { killQuietly, startHog, startSleeper } from '../../victims'
 import { frozenUnavailable, frozenVictim } from '../fixtures/stuck-victims'
 import { kernelFeatures } from '../fixtures/kernel-features'
 
