@@ -5,8 +5,10 @@ export {
   killAndReap,
   DEFAULT_CHUNK_BYTES,
   type KillAndReapOptions,
+  type KillAndReapCallOptions,
   type Mechanism,
   type ReapProgress,
+  type ReapRefusal,
   type ReapReport,
   type StopReason,
 } from './reaper'
