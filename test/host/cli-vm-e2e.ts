@@ -20,8 +20,11 @@ t.setTimeout(300_000)
 const env: NodeJS.ProcessEnv = { LANG: 'C.UTF-8', PIDFD_REAP_NO_INSTALL: '1' }
 for (const name of ['PATH', 'HOME', 'TMPDIR', 'PIDFD_REAP_CACHE']) if (process.env[name] !== undefined) env[name] = process.env[name]
 
+// tap's process tracking adds its own --import to NODE_OPTIONS in every child's
+// environment, whatever env is passed; env(1) drops it again, since the guest
+// cannot see this checkout's node_modules when it lives under a private /root.
 function run(command: string, args: string[], cwd: string): SpawnSyncReturns<string> {
-  return spawnSync(command, args, { cwd, env, encoding: 'utf8', maxBuffer: 64 << 20 })
+  return spawnSync('env', ['-u', 'NODE_OPTIONS', command, ...args], { cwd, env, encoding: 'utf8', maxBuffer: 64 << 20 })
 }
 
 const tarball = `/usr/src/${KERNEL_SOURCE_PACKAGE}.tar.xz`
