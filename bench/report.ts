@@ -39,7 +39,11 @@ function ratiosTable(r: Results): string[] {
   for (const [key, value] of Object.entries<number>(r.ratios)) {
     const [lo, hi] = r.ratiosCi95[key]
     const goal = r.goals[key]
-    const verdict = goal === undefined ? '–' : `${r.pass[key] ? 'pass' : '**fail**'}${r.ciMeetsGoal[key] ? '' : ' (interval crosses the goal)'}`
+    // The interval crosses the goal when one end meets it and the other does not.
+    const [op, limit] = goal === undefined ? ['', 0] : [goal.split(' ')[0], Number(goal.split(' ')[1])]
+    const meetsGoal = (v: number): boolean => (op === '<=' ? v <= limit : v >= limit)
+    const crosses = goal !== undefined && meetsGoal(lo) !== meetsGoal(hi)
+    const verdict = goal === undefined ? '–' : `${r.pass[key] ? 'pass' : '**fail**'}${crosses ? ' (the interval crosses the goal)' : ''}`
     lines.push(`| \`${key}\` | ${definition(key).what} | ${fmtRatio(value)} | ${fmtRatio(lo)}–${fmtRatio(hi)} | ${goal ?? '–'} | ${verdict} |`)
   }
   return lines
