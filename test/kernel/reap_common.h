@@ -22,15 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
-#ifndef SYS_pidfd_send_signal
-#define SYS_pidfd_send_signal 424
-#endif
-#ifndef SYS_process_mrelease
-#define SYS_process_mrelease 448
-#endif
+/* Syscall numbers, sysfs and clock helpers shared with the benchmark */
+#include "../../victims/reap-sys.h"
 
 #define KiB (1024UL)
 #define MiB (1024UL * 1024)
@@ -49,13 +42,7 @@ static long reap_nr = -1;
 /* The number is not stable across trees: read it, never hard-code it. */
 static inline int reap_read_syscall_nr(void)
 {
-	FILE *f = fopen("/sys/kernel/mm/reap_dying/syscall_nr", "r");
-
-	if (!f)
-		return -1;
-	if (fscanf(f, "%ld", &reap_nr) != 1)
-		reap_nr = -1;
-	fclose(f);
+	reap_nr = reap_syscall_nr();
 	return reap_nr > 0 ? 0 : -1;
 }
 
@@ -120,10 +107,7 @@ static inline uint64_t rnd_seed(uint64_t seed, uint64_t stream)
 
 static inline double now_s(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
+	return reap_now_ns() / 1e9;
 }
 
 static inline void sleep_us(long us)
