@@ -4,12 +4,11 @@
 // Node with the helper only sampling. Returns the raw run; figures.ts turns
 // it into numbers.
 import { spawn } from 'node:child_process'
-import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pidfd, killAndReap, type ReapReport } from 'pidfd-reap'
-import { MiB, compileC, procView, projectRoot, type Victim } from '../victims'
+import { MiB, compileC, overrideSetting, procView, projectRoot, type Victim } from '../victims'
 
 /** The C helper, compiled once per process. */
 export const reapbench = (): string => compileC(join(projectRoot(), 'bench', 'reapbench.c'), ['-pthread'])
@@ -26,13 +25,7 @@ export const PCP_HIGH_FRACTION = '/proc/sys/vm/percpu_pagelist_high_fraction'
  * same (small) cost of the smaller lists.
  */
 export function smallFreeLists(): () => void {
-  const saved = readFileSync(PCP_HIGH_FRACTION, 'utf8').trim()
-  writeFileSync(PCP_HIGH_FRACTION, '100000')
-  let restored = false
-  return () => {
-    if (!restored) writeFileSync(PCP_HIGH_FRACTION, saved)
-    restored = true
-  }
+  return overrideSetting(PCP_HIGH_FRACTION, '100000')
 }
 
 /** One way of getting a killed victim's memory back. */

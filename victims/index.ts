@@ -227,6 +227,21 @@ export function meminfo(field = 'MemAvailable'): number {
 // ---------------------------------------------------------------------------
 // Situations
 
+/**
+ * Writes `value` to the kernel setting at `path` (a sysctl or debugfs file);
+ * returns the function that writes the old value back, once.
+ */
+export function overrideSetting(path: string, value: string): () => void {
+  const saved = readFileSync(path, 'utf8').trim()
+  writeFileSync(path, value)
+  let restored = false
+  return () => {
+    if (restored) return
+    restored = true
+    writeFileSync(path, saved)
+  }
+}
+
 export const RT_RUNTIME = '/proc/sys/kernel/sched_rt_runtime_us'
 
 /**
@@ -236,14 +251,7 @@ export const RT_RUNTIME = '/proc/sys/kernel/sched_rt_runtime_us'
  * deadline server, which still runs starved SCHED_OTHER tasks, cannot run them.
  */
 export function unthrottleRt(): () => void {
-  const saved = readFileSync(RT_RUNTIME, 'utf8').trim()
-  writeFileSync(RT_RUNTIME, '-1')
-  let restored = false
-  return () => {
-    if (restored) return
-    restored = true
-    writeFileSync(RT_RUNTIME, saved)
-  }
+  return overrideSetting(RT_RUNTIME, '-1')
 }
 
 /**
@@ -258,9 +266,7 @@ export function disableFairServer(cpu: number): () => void {
   if (!existsSync(`${debugfs}/sched`)) spawnSync('mount', ['-t', 'debugfs', 'debugfs', debugfs], { stdio: 'ignore' })
   const file = `${debugfs}/sched/fair_server/cpu${cpu}/runtime`
   if (!existsSync(file)) return () => {}
-  const saved = readFileSync(file, 'utf8').trim()
-  writeFileSync(file, '0')
-  return () => writeFileSync(file, saved)
+  return overrideSetting(file, '0')
 }
 
 /** Pins every thread of this process (the libuv pool included) to `cpu`. */
