@@ -36,6 +36,10 @@
 #endif
 
 #define REAP_DYING_SYSFS "/sys/kernel/mm/reap_dying"
+/* try_reap_dying_process() flag, <linux/oom.h> of the v3 series */
+#ifndef TRY_REAP_KILL
+#define TRY_REAP_KILL 0x1u
+#endif
 
 /* CLOCK_MONOTONIC in ns: the clock of Node's process.hrtime(). */
 static inline uint64_t reap_now_ns(void)

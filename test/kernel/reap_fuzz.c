@@ -298,17 +298,25 @@ static size_t pick_cap(uint64_t *rs)
 	}
 }
 
+/*
+ * 0 or an invalid set of flags. TRY_REAP_KILL alone (0x1) is left out: it
+ * would kill the live processes the fuzzer keeps as refusal targets; the
+ * kselftest covers it.
+ */
 static unsigned int pick_flags(uint64_t *rs)
 {
+	unsigned int flags;
+
 	if (rnd_below(rs, 8))
 		return 0;
 	switch (rnd_below(rs, 5)) {
-	case 0: return 1u << rnd_below(rs, 32);
-	case 1: return 0xffffffffu;
-	case 2: return O_EXCL;		/* PIDFD_THREAD's value */
-	case 3: return O_NONBLOCK;
-	default: return (unsigned int)rnd_next(rs) | 1;
+	case 0: flags = 1u << rnd_below(rs, 32); break;
+	case 1: flags = 0xffffffffu; break;
+	case 2: flags = O_EXCL; break;		/* PIDFD_THREAD's value */
+	case 3: flags = O_NONBLOCK; break;
+	default: flags = (unsigned int)rnd_next(rs) | 1; break;
 	}
+	return flags == TRY_REAP_KILL ? flags | 2 : flags;
 }
 
 static const char *kind_name[NKINDS] = {
