@@ -4,7 +4,7 @@
       "target_name": "pidfd_reap",
       "conditions": [
         ["OS=='linux'", {
-          "sources": ["native/pidfd_reap.cc", "native/glibc_compat.c"],
+          "sources": ["native/pidfd_reap.cc", "native/psi.cc", "native/glibc_compat.c"],
           "dependencies": [
             "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
           ],

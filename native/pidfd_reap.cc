@@ -20,6 +20,8 @@
 #include <napi.h>
 #include <uv.h>
 
+#include "psi.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -865,6 +867,7 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
     NAPI_THROW_IF_FAILED_VOID(
         env, napi_add_async_cleanup_hook(env, &PidfdReap::OnEnvCleanup, this,
                                          &cleanup_hook_));
+    pidfd_reap::RegisterPsi(env, exports);  // PSI trigger watchers (psi.cc)
   }
 
  private:
