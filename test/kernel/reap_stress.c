@@ -14,7 +14,12 @@
  * /proc/sys/vm/compact_memory (THP migration), another calls
  * process_mrelease() on some victims, and with cgroup v2's memory
  * controller some victims run into memory.max of their own cgroup, so the
- * memcg OOM killer and the OOM reaper work on the same mm.
+ * memcg OOM killer and the OOM reaper work on the same mm. With the v3
+ * series, half the victims are killed by try_reap_dying_process() itself
+ * (TRY_REAP_KILL, some with a cap of 0: killed and doomed only), and with
+ * /sys/kernel/mm/reap_dying/shrinker_enabled set for the run, a thread
+ * writes to /proc/sys/vm/drop_caches so that the shrinker reaps doomed
+ * victims under the reapers.
  *
  * Allowed answers: bytes >= 0 (a page multiple, at most
  * max(PAGE_ALIGN(cap), 2 MiB), exactly 0 for cap 0), EAGAIN, EBUSY (not for
@@ -88,7 +93,7 @@ static char cg_root[96];
 /* statistics */
 static _Atomic long st_calls, st_bytes_calls, st_bytes, st_zero, st_probe, st_eagain,
 	st_eagain_after_zero, st_ebusy, st_esrch, st_eperm, st_mrelease, st_mrelease_ok,
-	st_compact;
+	st_compact, st_kill_calls, st_shrinks;
 static long st_victims, st_oom_killed, st_oom_timeouts, st_with_mrelease, st_unbounded,
 	st_frozen;
 
@@ -454,6 +459,21 @@ static void *compactor(void *arg)
 	return NULL;
 }
 
+/* The v3 shrinker (switched on by main) reaps doomed victims under drop_caches. */
+static void *shrinker(void *arg)
+{
+	uint64_t rs = rnd_seed(opt_seed, 400);
+
+	(void)arg;
+	while (!atomic_load(&stop_threads)) {
+		if (write_file("/proc/sys/vm/drop_caches", "2"))
+			break;
+		atomic_fetch_add(&st_shrinks, 1);
+		sleep_us(200000 + rnd_below(&rs, 500000));
+	}
+	return NULL;
+}
+
 /* --- mm_struct accounting ---------------------------------------------------------- */
 
 /*
@@ -689,8 +709,21 @@ static void kill_victim(struct victim *v, bool stop_first, uint64_t *rs)
 				v->id, v->pid, si.si_code, si.si_status);
 		}
 	}
-	if (pidfd_kill(v->pidfd, SIGKILL) && errno != ESRCH)
+	if (rnd_below(rs, 2)) {
+		/* v3: kill and reap in one call (a cap of 0: kill and doom only) */
+		size_t cap = rnd_below(rs, 2) ? 0 : pick_cap(rs);
+		long r = try_reap(v->pidfd, TRY_REAP_KILL, cap);
+		int e = r < 0 ? errno : 0;
+
+		atomic_fetch_add(&st_kill_calls, 1);
+		if (r < 0 && e == EPERM)
+			failure("victim %d: try_reap(TRY_REAP_KILL, cap %zu): EPERM for root",
+				v->id, cap);
+		else
+			check_answer(v, cap, r, e, false, false, false);
+	} else if (pidfd_kill(v->pidfd, SIGKILL) && errno != ESRCH) {
 		failure("victim %d: pidfd_send_signal(SIGKILL): %s", v->id, strerror(errno));
+	}
 	/* From now on, EPERM is wrong. */
 	atomic_store(&v->dying, true);
 	v->state = V_KILLED;
@@ -842,8 +875,9 @@ int main(int argc, char **argv)
 		{ 0 }
 	};
 	const char *ptes_none = "/sys/kernel/mm/transparent_hugepage/khugepaged/max_ptes_none";
-	char saved_ptes_none[32], saved_dump_tasks[32];
-	pthread_t threads[64 + 2];
+	const char *shrinker_enabled = REAP_DYING_SYSFS "/shrinker_enabled";
+	char saved_ptes_none[32], saved_dump_tasks[32], saved_shrinker[32];
+	pthread_t threads[64 + 3];
 	int nthreads = 0, live, next_id = 0, opt;
 	long mm_before, mm_after = -1;
 	double t0, deadline, end_by;
@@ -897,6 +931,7 @@ int main(int argc, char **argv)
 	save_and_set(ptes_none, saved_ptes_none, sizeof(saved_ptes_none), "0");
 	/* OOM reports are long; the task dump is not needed. */
 	save_and_set("/proc/sys/vm/oom_dump_tasks", saved_dump_tasks, sizeof(saved_dump_tasks), "0");
+	save_and_set(shrinker_enabled, saved_shrinker, sizeof(saved_shrinker), "1");
 	setup_memcg();
 	setup_freezer();
 
@@ -914,6 +949,8 @@ int main(int argc, char **argv)
 	pthread_create(&threads[nthreads++], NULL, mreleaser, NULL);
 	if (!access("/proc/sys/vm/compact_memory", W_OK))
 		pthread_create(&threads[nthreads++], NULL, compactor, NULL);
+	if (saved_shrinker[0])
+		pthread_create(&threads[nthreads++], NULL, shrinker, NULL);
 
 	rs = rnd_seed(opt_seed, 1);
 	do {
@@ -974,6 +1011,8 @@ int main(int argc, char **argv)
 		write_file(ptes_none, saved_ptes_none);
 	if (saved_dump_tasks[0])
 		write_file("/proc/sys/vm/oom_dump_tasks", saved_dump_tasks);
+	if (saved_shrinker[0])
+		write_file(shrinker_enabled, saved_shrinker);
 	if (memcg_ok)
 		rmdir_retry(cg_root);
 	if (freezer_ok) {
@@ -987,7 +1026,8 @@ int main(int argc, char **argv)
 	       "%ld OOM timeouts, %ld killed frozen, %ld also process_mrelease'd, %ld unbounded), "
 	       "%ld calls: "
 	       "%ld reaped %.1f MiB, 0: %ld, probes %ld, EAGAIN %ld (%ld after a 0), EBUSY %ld, "
-	       "ESRCH %ld, EPERM %ld; process_mrelease %ld (%ld ok); compactions %ld; "
+	       "ESRCH %ld, EPERM %ld; TRY_REAP_KILL %ld; process_mrelease %ld (%ld ok); "
+	       "compactions %ld; shrinker runs %ld; "
 	       "mm_struct %ld -> %ld%s; %ld failures\n",
 	       failures() ? "FAIL" : "PASS", now_s() - t0, (unsigned long long)opt_seed,
 	       opt_reapers, st_victims, st_oom_killed, st_oom_timeouts, st_frozen, st_with_mrelease,
@@ -995,7 +1035,8 @@ int main(int argc, char **argv)
 	       atomic_load(&st_bytes) / (double)MiB, atomic_load(&st_zero),
 	       atomic_load(&st_probe), atomic_load(&st_eagain), atomic_load(&st_eagain_after_zero),
 	       atomic_load(&st_ebusy), atomic_load(&st_esrch), atomic_load(&st_eperm),
-	       atomic_load(&st_mrelease), atomic_load(&st_mrelease_ok), atomic_load(&st_compact),
+	       atomic_load(&st_kill_calls), atomic_load(&st_mrelease), atomic_load(&st_mrelease_ok),
+	       atomic_load(&st_compact), atomic_load(&st_shrinks),
 	       mm_before, mm_after, memcg_ok ? "" : " (no memcg: no OOM victims)", failures());
 	return failures() ? 1 : 0;
 }
