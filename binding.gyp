@@ -4,7 +4,16 @@
       "target_name": "pidfd_reap",
       "conditions": [
         ["OS=='linux'", {
-          "sources": ["native/pidfd_reap.cc", "native/psi.cc", "native/glibc_compat.c"],
+          "sources": [
+            "native/pidfd_reap.cc",
+            "native/syscalls.cc",
+            "native/watchers.cc",
+            "native/thread_job.cc",
+            "native/async_calls.cc",
+            "native/reap_job.cc",
+            "native/psi.cc",
+            "native/glibc_compat.c"
+          ],
           "dependencies": [
             "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
           ],

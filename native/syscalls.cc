@@ -1,0 +1,121 @@
+// The kernel interface: see syscalls.h.
+#include "syscalls.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+
+// Since Linux 5.1 new syscalls share one number on every architecture.
+#ifndef __NR_pidfd_send_signal
+#define __NR_pidfd_send_signal 424
+#endif
+#ifndef __NR_pidfd_open
+#define __NR_pidfd_open 434
+#endif
+#ifndef __NR_process_mrelease
+#define __NR_process_mrelease 448
+#endif
+
+namespace pidfd_reap {
+
+namespace {
+
+// Generic syscall numbers are currently below 500; 1023 leaves room for growth
+// while rejecting garbage (and the x32 bit, 0x40000000).
+constexpr long kMaxSaneSyscallNr = 1023;
+
+long Result(long rc) { return rc < 0 ? -errno : rc; }
+
+}  // namespace
+
+long ParseSyscallNr(const char* text, size_t length) {
+  if (length > 0 && text[length - 1] == '\n') length--;
+  if (length == 0 || length > 4 || text[0] == '0') return -EINVAL;
+  long value = 0;
+  for (size_t i = 0; i < length; i++) {
+    if (text[i] < '0' || text[i] > '9') return -EINVAL;
+    value = value * 10 + (text[i] - '0');
+  }
+  return value <= kMaxSaneSyscallNr ? value : -EINVAL;
+}
+
+long ReadSyscallNr() {
+  int fd = open(kSyscallNrPath, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  char buffer[16];
+  ssize_t length;
+  do {
+    length = read(fd, buffer, sizeof buffer);
+  } while (length < 0 && errno == EINTR);
+  int read_errno = errno;
+  close(fd);
+  if (length < 0) return -read_errno;
+  // A full buffer means the file holds more than any valid number.
+  if (static_cast<size_t>(length) == sizeof buffer) return -EINVAL;
+  return ParseSyscallNr(buffer, static_cast<size_t>(length));
+}
+
+long PidfdOpen(int32_t pid, uint32_t flags) {
+  return Result(syscall(__NR_pidfd_open, pid, flags));
+}
+
+long PidfdSendSignal(int32_t pidfd, int32_t signal) {
+  return Result(syscall(__NR_pidfd_send_signal, pidfd, signal, nullptr, 0));
+}
+
+long ProcessMrelease(int32_t pidfd) {
+  return Result(syscall(__NR_process_mrelease, pidfd, 0));
+}
+
+long TryReapDyingProcess(long nr, int32_t pidfd, uint64_t max_bytes, uint32_t flags) {
+  if (nr < 0) return -ENOSYS;
+  return Result(syscall(nr, pidfd, flags, static_cast<size_t>(max_bytes)));
+}
+
+bool HasProcessMrelease() {
+  return syscall(__NR_process_mrelease, -1, 0) < 0 && errno == EBADF;
+}
+
+long PollReadable(int32_t fd) {
+  struct pollfd entry = {fd, POLLIN, 0};
+  int rc;
+  do {
+    rc = poll(&entry, 1, 0);
+  } while (rc < 0 && errno == EINTR);
+  if (rc < 0) return -errno;
+  if (rc == 0) return 0;
+  if (entry.revents & POLLNVAL) return -EBADF;
+  return (entry.revents & (POLLIN | POLLHUP | POLLERR)) ? 1 : 0;
+}
+
+int64_t ReadRssBytes(int32_t pid) {
+  char path[48];
+  snprintf(path, sizeof path, "/proc/%d/statm", static_cast<int>(pid));
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char text[128];
+  ssize_t length;
+  do {
+    length = read(fd, text, sizeof text - 1);
+  } while (length < 0 && errno == EINTR);
+  close(fd);
+  if (length <= 0) return -1;
+  text[length] = '\0';
+  unsigned long long size = 0, resident = 0;
+  if (sscanf(text, "%llu %llu", &size, &resident) != 2) return -1;
+  return static_cast<int64_t>(resident) * sysconf(_SC_PAGESIZE);
+}
+
+long SyscallNrCache::Get() {
+  if (syscall_nr_ > 0 || syscall_nr_ == -ENOENT || syscall_nr_ == -EINVAL) {
+    return syscall_nr_;
+  }
+  syscall_nr_ = ReadSyscallNr();
+  return syscall_nr_;
+}
+
+}  // namespace pidfd_reap

@@ -1,0 +1,58 @@
+// The kernel interface of pidfd-reap: raw system calls that return a result
+// or -errno (never throw), the detection of try_reap_dying_process (its
+// number differs between kernels and is read from sysfs) and of
+// process_mrelease, and small /proc reads. No JS here.
+#ifndef PIDFD_REAP_SYSCALLS_H_
+#define PIDFD_REAP_SYSCALLS_H_
+
+#include <cstddef>
+#include <cstdint>
+
+namespace pidfd_reap {
+
+constexpr const char kSyscallNrPath[] = "/sys/kernel/mm/reap_dying/syscall_nr";
+
+// Parses the sysfs text: a decimal number without sign or leading zeros,
+// optionally followed by one newline. Returns the number or -EINVAL.
+long ParseSyscallNr(const char* text, size_t length);
+
+// Reads the syscall number published by the patched kernel. Returns it, or
+// -errno (-ENOENT on kernels without the patch, -EINVAL for bad content).
+long ReadSyscallNr();
+
+long PidfdOpen(int32_t pid, uint32_t flags);
+long PidfdSendSignal(int32_t pidfd, int32_t signal);
+long ProcessMrelease(int32_t pidfd);
+
+// -ENOSYS when the kernel did not confirm a syscall number (nr < 0): the
+// unpatched kernel may use any unconfirmed number for something else entirely.
+long TryReapDyingProcess(long nr, int32_t pidfd, uint64_t max_bytes, uint32_t flags);
+
+// process_mrelease exists iff it gets as far as rejecting fd -1.
+bool HasProcessMrelease();
+
+// 1 when fd is readable (a pidfd: the process exited), 0 if not, or -errno.
+long PollReadable(int32_t fd);
+
+// Resident bytes of pid from /proc/<pid>/statm, or -1 when unreadable (gone).
+int64_t ReadRssBytes(int32_t pid);
+
+// The try_reap_dying_process number as one addon instance (one environment:
+// the main thread or a worker) knows it: the running kernel cannot change, so
+// the kernel's answer (a number, no file, bad content) is kept, and only the
+// number it confirmed is ever called; a failure to read the file (EMFILE,
+// ENOMEM...) is tried again next time. (Probes by a call, such as
+// HasProcessMrelease, are made each time: a seccomp filter installed later
+// changes their answer.)
+class SyscallNrCache {
+ public:
+  // The confirmed number, or -errno.
+  long Get();
+
+ private:
+  long syscall_nr_ = 0;  // 0: not read yet
+};
+
+}  // namespace pidfd_reap
+
+#endif  // PIDFD_REAP_SYSCALLS_H_
