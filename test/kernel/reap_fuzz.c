@@ -249,10 +249,14 @@ static unsigned int allowed_in(int s, bool perm, size_t cap)
 		return B(O_EPERM) | (perm ? dying : 0);
 	case T_KILLED:
 		return perm ? dying : B(O_EPERM);
+	/*
+	 * A zombie: ESRCH, or, with v3, 0 (nothing left) when an earlier call
+	 * reached its mm and so kept it reachable until it was torn down.
+	 */
 	case T_EXITED:
-		return perm ? B(O_ESRCH) : B(O_EPERM);
+		return perm ? B(O_ESRCH) | B(O_ZERO) : B(O_EPERM);
 	case T_WAITING:
-		return perm ? B(O_ESRCH) : B(O_EPERM) | B(O_ESRCH);
+		return perm ? B(O_ESRCH) | B(O_ZERO) : B(O_EPERM) | B(O_ESRCH);
 	default:
 		return B(O_ESRCH);
 	}
