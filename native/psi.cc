@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -104,19 +105,38 @@ void CallBack(PsiWatch* watch, int status) {
   napi_close_handle_scope(env, scope);
 }
 
+// Ends a watch: the callback gets `status` once, and may no longer find the
+// watch by id.
+void EndWatch(PsiWatch* watch, int status) {
+  uv_poll_stop(&watch->handle);
+  watch->state->watches.erase(watch->id);
+  CallBack(watch, status);
+  CloseWatch(watch);
+}
+
+// Whether the file went away: kernfs answers POLLERR | POLLPRI for good once
+// its node is removed (the cgroup was removed), and libuv passes POLLERR
+// with POLLPRI on as a plain UV_PRIORITIZED event (the sysfs_notify
+// convention), so without this check the loop would spin on it.
+bool Gone(int fd) {
+  struct pollfd entry = {fd, POLLPRI, 0};
+  int rc;
+  do {
+    rc = poll(&entry, 1, 0);
+  } while (rc < 0 && errno == EINTR);
+  return rc == 1 && (entry.revents & (POLLERR | POLLNVAL)) != 0;
+}
+
 void OnPoll(uv_poll_t* handle, int status, int events) {
   auto* watch = static_cast<PsiWatch*>(handle->data);
-  if (status < 0) {
-    // libuv stopped the handle already. POLLERR arrives as UV_EBADF: the
-    // file went away (its cgroup was removed). The watch ends here; the
-    // callback may no longer find it by id.
-    watch->state->watches.erase(watch->id);
-    CallBack(watch, status);
-    CloseWatch(watch);
-    return;
-  }
-  // The kernel reports POLLPRI once per event (reading it in poll clears it).
-  if (events & UV_PRIORITIZED) CallBack(watch, 0);
+  if (status < 0) return EndWatch(watch, status);  // POLLERR alone: UV_EBADF
+  if (!(events & UV_PRIORITIZED)) return;
+  // epoll's own poll of the file took the event (the kernel reports each
+  // one once), so this poll finds POLLERR only on a node that is gone. (A
+  // next event pending already would be folded into this one; events come
+  // at most once per window, at least 500 ms apart.)
+  if (Gone(watch->fd)) return EndWatch(watch, -ENODEV);
+  CallBack(watch, 0);
 }
 
 Napi::Value Failure(Napi::Env env, int negative_errno, const char* syscall) {
@@ -143,7 +163,8 @@ uint32_t IdArg(const Napi::CallbackInfo& info) {
 // psiWatch(path, trigger, callback(status)) -> watcher id (> 0), or
 // { errno, syscall } when open, write (the kernel parses the trigger),
 // uv_poll_init or uv_poll_start failed; nothing stays open then.
-// The callback gets 0 for each event, or -errno once when the watch fails.
+// The callback gets 0 for each event, or -errno once when the watch fails
+// (-ENODEV: the file went away, its cgroup was removed).
 Napi::Value PsiWatchJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto* state = static_cast<PsiState*>(info.Data());

@@ -29,6 +29,20 @@ export {
   type ReapDyingStats,
 } from './syscalls'
 export { parseSize, parseDuration, formatBytes, formatDuration } from './units'
+// PSI triggers and the example memory-pressure daemon (docs/daemon.md).
+export {
+  watchPressure,
+  PressureWatcher,
+  readPressure,
+  parsePressure,
+  pressurePath,
+  type WatchPressureOptions,
+  type PressureEvent,
+  type PressureReading,
+  type PressureAverages,
+  type PressureKind,
+  type PressureResource,
+} from './psi'
 export {
   ERR_PIDFD_CLOSED,
   ERR_PIDFD_REAP_UNAVAILABLE,
