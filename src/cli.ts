@@ -1,4 +1,5 @@
 // The pidfd-reap command line; bin/pidfd-reap only calls main().
+import { existsSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import { asUsage, optional, UsageError } from './cli-usage'
@@ -6,6 +7,7 @@ import { asUsage, optional, UsageError } from './cli-usage'
 // (see kill and showFeatures), so --help, usage errors and vm work where it
 // cannot load (another OS, no prebuild for this Node), and a load failure is
 // one line instead of a stack trace.
+import type { DaemonOptions, DaemonSummary } from './daemon'
 import type { ReapProgress, ReapReport } from './reaper'
 import { formatBytes, formatDuration, parseDuration, parseSize } from './units'
 import { validatePid } from './validate'
@@ -17,12 +19,20 @@ const DEFAULT_CHUNK = '16 MiB'
 export const USAGE = `Usage:
   pidfd-reap kill <pid> [--chunk SIZE] [--budget SIZE] [--deadline DURATION] [--json]
   pidfd-reap features [--json]
+  pidfd-reap daemon --cgroup PATH [--cgroup-pressure] [--kind some|full] [--stall DURATION]
+                    [--window DURATION] [--min-available SIZE|PERCENT%] [--max-kills N]
+                    [--chunk SIZE] [--deadline DURATION] [--dry-run]
 ${VM_USAGE}
   pidfd-reap --help
 
 kill      send SIGKILL to <pid> through a pidfd, then free its memory right away
           (try_reap_dying_process on patched kernels, else process_mrelease)
 features  show which reaping syscalls this kernel has
+daemon    an example memory-pressure daemon: on each PSI memory trigger
+          (/proc/pressure/memory), kill the process with the highest
+          oom_score in the cgroup PATH (or a group below it) and reap it,
+          again while MemAvailable stays below the line; one JSON line per
+          decision on stdout; stops on SIGINT or SIGTERM
 vm        run <command> as root in a QEMU guest booted on the patched kernel
           (built once from Debian's linux-source-6.12, cached in
           /var/cache/pidfd-reap), with your project (the nearest directory
@@ -34,6 +44,22 @@ Options of kill:
   --budget SIZE        stop after reaping this much, at least 1 byte
   --deadline DURATION  stop after this long, counted from the start
   --json               print a JSON report instead of progress lines
+
+Options of daemon:
+  --cgroup PATH        the cgroup directory whose processes may be killed (required;
+                       nothing outside it is ever signalled)
+  --cgroup-pressure    watch PATH/memory.pressure (cgroup v2) instead of the system's
+  --kind some|full     the stall that counts: some task (default) or all of them
+  --stall DURATION     trigger on this much stall... (default 150ms)
+  --window DURATION    ...within this window, 500ms to 10s (default 1s; without
+                       CAP_SYS_RESOURCE the kernel takes only multiples of 2s)
+  --min-available SIZE|PERCENT%
+                       kill while MemAvailable is below this (default 10%,
+                       of MemTotal)
+  --max-kills N        at most N kills per pressure event, 1 to 1000 (default 3)
+  --chunk SIZE         bytes per reaping call (default ${DEFAULT_CHUNK})
+  --deadline DURATION  stop reaping one victim after this long (default 1s)
+  --dry-run            log the victim it would kill, kill nothing
 
 Options of vm:
   --debug              boot the debug kernel (lockdep, KASAN, ...; default --mem 5G)
@@ -55,6 +81,8 @@ Exit status:
             refused to reap, no reaping syscall (unsupported), or the deadline
             passed with nothing reaped
   features  0
+  daemon    0 stopped by SIGINT or SIGTERM; 1 the trigger could not be
+            armed, the cgroup could not be read, or the watch failed
   vm        <command>'s (127: not found); 1 with a "pidfd-reap vm:" or "vm:"
             message if the guest could not be set up or went wrong (not root,
             no QEMU, no kernel source, kernel build failure, timeout, kernel
@@ -77,12 +105,20 @@ interface KillCommand {
   json: boolean
 }
 
-type Command = KillCommand | VmCommand | { command: 'features'; json: boolean } | { command: 'help' }
+export interface DaemonCommand extends Required<Pick<DaemonOptions, 'cgroup' | 'cgroupPressure' | 'kind' | 'stallUs' | 'windowUs' | 'maxKills' | 'deadlineMs' | 'dryRun'>> {
+  command: 'daemon'
+  minAvailableBytes?: number
+  minAvailablePercent?: number
+  chunkBytes?: number
+}
+
+type Command = KillCommand | DaemonCommand | VmCommand | { command: 'features'; json: boolean } | { command: 'help' }
 
 /** Parses argv (without node and the script); throws UsageError. */
 export function parseCommand(argv: string[]): Command {
   // vm has options of its own, and everything after its '--' is the guest's.
   if (argv[0] === 'vm') return parseVmArgs(argv.slice(1))
+  if (argv[0] === 'daemon') return parseDaemonArgs(argv.slice(1))
   const parsed = asUsage(() =>
     parseArgs({
       args: argv,
@@ -132,6 +168,92 @@ function positiveSize(text: string, name: string): number {
   const bytes = parseSize(text, name)
   if (bytes < 1) throw new UsageError(`${name} must be at least 1 byte; got '${text}'`)
   return bytes
+}
+
+const PSI_WINDOW_MS = { min: 500, max: 10_000 }
+
+/** Parses what follows `daemon`. Throws UsageError. */
+export function parseDaemonArgs(args: string[]): DaemonCommand | { command: 'help' } {
+  const { values, positionals } = asUsage(() =>
+    parseArgs({
+      args,
+      strict: true,
+      allowPositionals: true,
+      options: {
+        cgroup: { type: 'string' },
+        'cgroup-pressure': { type: 'boolean', default: false },
+        kind: { type: 'string', default: 'some' },
+        stall: { type: 'string', default: '150ms' },
+        window: { type: 'string', default: '1s' },
+        'min-available': { type: 'string' },
+        'max-kills': { type: 'string', default: '3' },
+        chunk: { type: 'string' },
+        deadline: { type: 'string', default: '1s' },
+        'dry-run': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    }),
+  )
+  if (values.help) return { command: 'help' }
+  if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`)
+  const cgroup = values.cgroup as string | undefined
+  if (cgroup === undefined) throw new UsageError('daemon needs --cgroup PATH')
+  if (cgroup === '' || !existsSync(`${cgroup}/cgroup.procs`)) {
+    throw new UsageError(`--cgroup must be a cgroup directory (one with a cgroup.procs file); got '${cgroup}'`)
+  }
+  const kind = values.kind as string
+  if (kind !== 'some' && kind !== 'full') throw new UsageError(`--kind must be 'some' or 'full'; got '${kind}'`)
+  const windowMs = asUsage(() => parseDuration(values.window as string, '--window'))
+  if (windowMs < PSI_WINDOW_MS.min || windowMs > PSI_WINDOW_MS.max) {
+    throw new UsageError(`--window must be from 500ms to 10s; got '${values.window}'`)
+  }
+  const stallUs = Math.round(asUsage(() => parseDuration(values.stall as string, '--stall')) * 1000)
+  if (stallUs < 1 || stallUs > windowMs * 1000) {
+    throw new UsageError(`--stall must be more than 0 and at most the window (${values.window}); got '${values.stall}'`)
+  }
+  const maxKills = values['max-kills'] as string
+  if (!/^\d+$/.test(maxKills) || Number(maxKills) < 1 || Number(maxKills) > 1000) {
+    throw new UsageError(`--max-kills must be a whole number from 1 to 1000; got '${maxKills}'`)
+  }
+  return {
+    command: 'daemon',
+    cgroup,
+    cgroupPressure: values['cgroup-pressure'] as boolean,
+    kind,
+    stallUs,
+    windowUs: Math.round(windowMs * 1000),
+    ...optional(values['min-available'], parseMinAvailable),
+    maxKills: Number(maxKills),
+    chunkBytes: optional(values.chunk, (text) => positiveSize(text, '--chunk')),
+    deadlineMs: asUsage(() => parseDuration(values.deadline as string, '--deadline')),
+    dryRun: values['dry-run'] as boolean,
+  }
+}
+
+function parseMinAvailable(text: string): { minAvailableBytes: number } | { minAvailablePercent: number } {
+  const percent = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(text)
+  if (!percent) return { minAvailableBytes: parseSize(text, '--min-available') }
+  const value = Number(percent[1])
+  if (value > 100) throw new UsageError(`--min-available must be at most 100%; got '${text}'`)
+  return { minAvailablePercent: value }
+}
+
+/** One clear sentence for a daemon that could not start or had to stop. */
+export function describeDaemonError(error: Error & { code?: string; syscall?: string; path?: string }, command: DaemonCommand): string {
+  const { code, syscall, path } = error
+  const trigger = `'${command.kind} ${command.stallUs} ${command.windowUs}'`
+  if (syscall === 'open' && code === 'ENOENT' && /(^\/proc\/pressure\/|\.pressure$)/.test(path ?? '')) {
+    return `no pressure file ${path}: the kernel has no PSI (CONFIG_PSI, or boot with psi=1)${command.cgroupPressure ? ', or the cgroup is not a cgroup v2 group' : ''}`
+  }
+  if (syscall === 'write' && code === 'EINVAL') {
+    const hint = command.windowUs % 2_000_000 === 0 ? '' : '; without CAP_SYS_RESOURCE the window must be a multiple of 2s'
+    return `the kernel refused the trigger ${trigger} on ${path} (EINVAL)${hint}`
+  }
+  if ((syscall === 'write' || syscall === 'open') && (code === 'EPERM' || code === 'EACCES')) {
+    return `not permitted to arm a trigger on ${path} (${code}; before Linux 6.5 that takes CAP_SYS_RESOURCE)`
+  }
+  if (syscall === 'poll' && code === 'ENODEV') return `the pressure file ${path} went away: the cgroup was removed`
+  return error.message
 }
 
 /** One clear sentence per errno, for the process the user named. */
@@ -246,7 +368,36 @@ export async function main(argv: string[], io: CliIo = process): Promise<number>
   }
   if (command.command === 'vm') return runVm(command, io.stderr)
   if (command.command === 'features') return showFeatures(command.json, io)
+  if (command.command === 'daemon') return daemon(command, io)
   return kill(command, io)
+}
+
+/** Runs the daemon until SIGINT or SIGTERM (0), or until it fails (1). */
+async function daemon(command: DaemonCommand, io: CliIo): Promise<number> {
+  const controller = new AbortController()
+  const onSigint = (): void => controller.abort('SIGINT')
+  const onSigterm = (): void => controller.abort('SIGTERM')
+  process.on('SIGINT', onSigint)
+  process.on('SIGTERM', onSigterm)
+  let summary: DaemonSummary
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { runPressureDaemon } = require('./daemon') as typeof import('./daemon')
+    summary = await runPressureDaemon({
+      ...command,
+      signal: controller.signal,
+      log: (line) => io.stdout.write(`${JSON.stringify(line)}\n`),
+    })
+  } catch (error) {
+    io.stderr.write(`pidfd-reap: ${describeDaemonError(error as Error, command)}\n`)
+    return 1
+  } finally {
+    process.off('SIGINT', onSigint)
+    process.off('SIGTERM', onSigterm)
+  }
+  if (!summary.error) return 0
+  io.stderr.write(`pidfd-reap: daemon stopped: ${describeDaemonError(summary.error, command)}\n`)
+  return 1
 }
 
 async function showFeatures(json: boolean, io: CliIo): Promise<number> {

@@ -44,6 +44,18 @@ export {
   type PressureResource,
 } from './psi'
 export {
+  runPressureDaemon,
+  pickVictim,
+  listCandidates,
+  type DaemonOptions,
+  type DaemonLogLine,
+  type DaemonSummary,
+  type Decision,
+  type PickedVictim,
+  type VictimCandidate,
+  type VictimOptions,
+} from './daemon'
+export {
   ERR_PIDFD_CLOSED,
   ERR_PIDFD_REAP_UNAVAILABLE,
   ERR_PIDFD_REAP_UNSUPPORTED_PLATFORM,

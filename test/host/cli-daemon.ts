@@ -1,0 +1,245 @@
+// `pidfd-reap daemon`: its arguments (usage errors exit 2 and kill nothing),
+// its failures (one line, exit 1), its stop on SIGINT/SIGTERM (exit 0), in
+// process and through the real bin shim; and, where the host can make real
+// memory pressure in a cgroup of the test, the daemon killing in that cgroup
+// and nowhere else.
+import t, { type Test } from 'tap'
+import { spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { describeDaemonError, main, parseCommand, parseDaemonArgs, USAGE, type DaemonCommand } from '../../src/cli'
+import { UsageError } from '../../src/cli-usage'
+import { pathError } from '../../src/psi'
+import { killQuietly, startSleeper } from '../../victims'
+import { cgroupUnavailable, makeCgroup, pressureUnavailable, startThrasher } from '../fixtures/pressure'
+
+const BIN = join(__dirname, '..', '..', 'bin', 'pidfd-reap')
+const noPsi = existsSync('/proc/pressure/memory') ? false : '/proc/pressure/memory is missing: the kernel has no PSI'
+
+function fakeIo() {
+  const io = { out: '', err: '', stdout: { isTTY: false, write: (s: string) => (io.out += s) }, stderr: { write: (s: string) => (io.err += s) } }
+  return io
+}
+
+/** A directory that passes for a cgroup (it has cgroup.procs), with nobody in it. */
+function emptyGroup(t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'pidfd-reap-cli-cgroup-'))
+  writeFileSync(join(dir, 'cgroup.procs'), '')
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+const DEFAULTS = {
+  command: 'daemon',
+  cgroupPressure: false,
+  kind: 'some',
+  stallUs: 150_000,
+  windowUs: 1_000_000,
+  maxKills: 3,
+  chunkBytes: undefined,
+  deadlineMs: 1000,
+  dryRun: false,
+}
+
+t.test('parseDaemonArgs: defaults, every option, and usage errors', async (t) => {
+  const cgroup = emptyGroup(t)
+  t.same(parseCommand(['daemon', '--cgroup', cgroup]), { ...DEFAULTS, cgroup })
+  t.same(
+    parseDaemonArgs([
+      '--cgroup', cgroup, '--cgroup-pressure', '--kind', 'full', '--stall', '0.5ms', '--window', '10s',
+      '--min-available', '256M', '--max-kills', '1000', '--chunk', '4M', '--deadline', '250ms', '--dry-run',
+    ]),
+    {
+      ...DEFAULTS, cgroup, cgroupPressure: true, kind: 'full', stallUs: 500, windowUs: 10_000_000,
+      minAvailableBytes: 256 * 2 ** 20, maxKills: 1000, chunkBytes: 4 * 2 ** 20, deadlineMs: 250, dryRun: true,
+    },
+  )
+  t.same(parseDaemonArgs(['--cgroup', cgroup, '--min-available', '12.5%']), { ...DEFAULTS, cgroup, minAvailablePercent: 12.5 })
+  t.same(parseDaemonArgs(['--cgroup', cgroup, '--window', '500ms', '--stall', '500ms']), { ...DEFAULTS, cgroup, windowUs: 500_000, stallUs: 500_000 })
+  t.same(parseCommand(['daemon', '--help']), { command: 'help' })
+  const usage: [string[], RegExp][] = [
+    [[], /^daemon needs --cgroup PATH$/],
+    [['--cgroup', ''], /^--cgroup must be a cgroup directory .*; got ''$/],
+    [['--cgroup', '/nonexistent'], /^--cgroup must be a cgroup directory \(one with a cgroup\.procs file\); got '\/nonexistent'$/],
+    [['--cgroup', cgroup, 'extra'], /^unexpected argument 'extra'$/],
+    [['--cgroup', cgroup, '--kind', 'most'], /^--kind must be 'some' or 'full'; got 'most'$/],
+    [['--cgroup', cgroup, '--window', '499ms'], /^--window must be from 500ms to 10s; got '499ms'$/],
+    [['--cgroup', cgroup, '--window', '11s'], /^--window must be from 500ms to 10s/],
+    [['--cgroup', cgroup, '--window', 'soon'], /--window' must be like/],
+    [['--cgroup', cgroup, '--stall', '0'], /^--stall must be more than 0 and at most the window \(1s\); got '0'$/],
+    [['--cgroup', cgroup, '--stall', '0.0001ms'], /^--stall must be more than 0/],
+    [['--cgroup', cgroup, '--stall', '2s'], /^--stall must be more than 0 and at most the window/],
+    [['--cgroup', cgroup, '--stall', 'lots'], /--stall' must be like/],
+    [['--cgroup', cgroup, '--min-available', 'lots'], /--min-available' must be like/],
+    [['--cgroup', cgroup, '--min-available', '101%'], /^--min-available must be at most 100%; got '101%'$/],
+    [['--cgroup', cgroup, '--min-available', '-5%'], /Option '--min-available' argument is ambiguous|must be like/],
+    [['--cgroup', cgroup, '--max-kills', '0'], /^--max-kills must be a whole number from 1 to 1000; got '0'$/],
+    [['--cgroup', cgroup, '--max-kills', '1001'], /^--max-kills must be/],
+    [['--cgroup', cgroup, '--max-kills', '2.5'], /^--max-kills must be/],
+    [['--cgroup', cgroup, '--chunk', '0'], /^--chunk must be at least 1 byte/],
+    [['--cgroup', cgroup, '--deadline', 'never'], /--deadline' must be like/],
+    [['--cgroup', cgroup, '--json'], /Unknown option '--json'/],
+    [['--cgroup'], /argument missing/],
+  ]
+  for (const [argv, message] of usage) t.throws(() => parseDaemonArgs(argv), { constructor: UsageError, message }, argv.join(' '))
+})
+
+t.test('usage errors: one line on stderr, exit 2, nothing armed, nobody killed', async (t) => {
+  const victim = startSleeper()
+  t.teardown(() => killQuietly(victim))
+  const cgroup = emptyGroup(t)
+  writeFileSync(join(cgroup, 'cgroup.procs'), `${victim.pid}\n`)
+  for (const argv of [
+    ['daemon'],
+    ['daemon', '--cgroup', cgroup, '--window', '1ms'],
+    ['daemon', '--cgroup', cgroup, '--max-kills', 'all'],
+    ['daemon', '--cgroup', join(cgroup, 'nope')],
+  ]) {
+    const io = fakeIo()
+    t.equal(await main(argv, io), 2, argv.join(' '))
+    t.match(io.err, /^pidfd-reap: [^\n]+ \(see pidfd-reap --help\)\n$/)
+    t.equal(io.out, '')
+  }
+  t.equal(victim.child.exitCode ?? victim.child.signalCode, null)
+})
+
+t.test('--help documents the daemon and its exit statuses', async (t) => {
+  t.match(USAGE, /pidfd-reap daemon --cgroup PATH/)
+  t.match(USAGE, /Options of daemon:\n {2}--cgroup PATH/)
+  t.match(USAGE, /--stall DURATION .*\(default 150ms\)/)
+  t.match(USAGE, /--window DURATION .*\(default 1s;/)
+  t.match(USAGE, /--max-kills N .*\(default 3\)/)
+  t.match(USAGE, /--deadline DURATION .*\(default 1s\)/)
+  t.match(USAGE, /\n {2}daemon {4}0 stopped by SIGINT or SIGTERM; 1 /)
+})
+
+t.test('describeDaemonError: one sentence per way the trigger fails', async (t) => {
+  const command = { ...DEFAULTS, cgroup: '/sys/fs/cgroup/x', windowUs: 1_000_000 } as DaemonCommand
+  const pressure = '/proc/pressure/memory'
+  t.equal(
+    describeDaemonError(pathError(-2, 'open', pressure), command),
+    'no pressure file /proc/pressure/memory: the kernel has no PSI (CONFIG_PSI, or boot with psi=1)',
+  )
+  t.match(
+    describeDaemonError(pathError(-2, 'open', '/sys/fs/cgroup/x/memory.pressure'), { ...command, cgroupPressure: true }),
+    /, or the cgroup is not a cgroup v2 group$/,
+  )
+  t.equal(
+    describeDaemonError(pathError(-22, 'write', pressure), command),
+    "the kernel refused the trigger 'some 150000 1000000' on /proc/pressure/memory (EINVAL); without CAP_SYS_RESOURCE the window must be a multiple of 2s",
+  )
+  t.equal(describeDaemonError(pathError(-22, 'write', pressure), { ...command, windowUs: 2_000_000 }), "the kernel refused the trigger 'some 150000 2000000' on /proc/pressure/memory (EINVAL)")
+  t.match(describeDaemonError(pathError(-1, 'write', pressure), command), /^not permitted to arm a trigger on \/proc\/pressure\/memory \(EPERM; before Linux 6\.5/)
+  t.match(describeDaemonError(pathError(-13, 'open', pressure), command), /^not permitted .*\(EACCES;/)
+  t.equal(describeDaemonError(pathError(-19, 'poll', '/g/memory.pressure'), command), 'the pressure file /g/memory.pressure went away: the cgroup was removed')
+  t.equal(describeDaemonError(pathError(-2, 'open', '/g/cgroup.procs'), command), "ENOENT: no such file or directory, open '/g/cgroup.procs'")
+  t.equal(describeDaemonError(new Error('other'), command), 'other')
+  t.equal(describeDaemonError(Object.assign(new Error('no path'), { code: 'ENOENT', syscall: 'open' }), command), 'no path')
+})
+
+t.test('runs until SIGTERM or SIGINT, then exits 0', { skip: noPsi }, async (t) => {
+  const cgroup = emptyGroup(t)
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    const io = fakeIo()
+    const listeners = process.listenerCount(signal)
+    // A 2 s window: what any caller may use.
+    const status = main(['daemon', '--cgroup', cgroup, '--window', '2s', '--min-available', '1%'], io)
+    while (!io.out.includes('"start"')) await new Promise((resolve) => setTimeout(resolve, 5))
+    t.equal(process.listenerCount(signal), listeners + 1, `a ${signal} listener while it runs`)
+    process.emit(signal, signal)
+    t.equal(await status, 0)
+    t.equal(process.listenerCount(signal), listeners, 'and none after')
+    const lines = io.out.trim().split('\n').map((line) => JSON.parse(line))
+    t.match(lines, [
+      { event: 'start', cgroup, path: '/proc/pressure/memory', trigger: 'some 150000 2000000', minAvailable: Number, dryRun: false },
+      { event: 'stop', reason: signal, events: Number, kills: 0 },
+    ])
+    t.equal(io.err, '')
+  }
+})
+
+t.test('a trigger that cannot be armed: one line, exit 1', { skip: noPsi }, async (t) => {
+  // A directory that is not a cgroup v2 group has no memory.pressure.
+  const cgroup = emptyGroup(t)
+  const io = fakeIo()
+  t.equal(await main(['daemon', '--cgroup', cgroup, '--cgroup-pressure', '--window', '2s'], io), 1)
+  t.equal(io.err, `pidfd-reap: no pressure file ${cgroup}/memory.pressure: the kernel has no PSI (CONFIG_PSI, or boot with psi=1), or the cgroup is not a cgroup v2 group\n`)
+  t.equal(io.out, '', 'nothing logged: it never started')
+})
+
+t.test('a watch that fails stops the daemon: exit 1', { skip: cgroupUnavailable() }, async (t) => {
+  const group = makeCgroup()
+  t.teardown(() => group.cleanup())
+  const io = fakeIo()
+  const status = main(['daemon', '--cgroup', group.dir, '--cgroup-pressure', '--window', '2s'], io)
+  while (!io.out.includes('"start"')) await new Promise((resolve) => setTimeout(resolve, 5))
+  await group.cleanup()
+  t.equal(await status, 1)
+  t.equal(io.err, `pidfd-reap: daemon stopped: the pressure file ${group.dir}/memory.pressure went away: the cgroup was removed\n`)
+  t.match(io.out.trim().split('\n').map((line) => JSON.parse(line)), [{ event: 'start' }, { event: 'error', error: { code: 'ENODEV' } }, { event: 'stop', reason: 'error' }])
+})
+
+/** Starts the real bin; resolves with its JSON lines so far and a way to stop it. */
+function startBin(args: string[]) {
+  const child = spawn(process.execPath, [BIN, 'daemon', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const lines: Record<string, unknown>[] = []
+  let stderr = ''
+  child.stderr!.on('data', (chunk) => (stderr += chunk))
+  const waiters: { test: () => boolean; resolve: () => void }[] = []
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    lines.push(JSON.parse(line))
+    for (const waiter of waiters.splice(0)) {
+      if (waiter.test()) waiter.resolve()
+      else waiters.push(waiter)
+    }
+  })
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
+  return {
+    child,
+    lines,
+    stderr: () => stderr,
+    exit,
+    until: (test: () => boolean) => new Promise<void>((resolve) => (test() ? resolve() : waiters.push({ test, resolve }))),
+  }
+}
+
+t.test('the bin shim: a daemon that stops cleanly on SIGINT', { skip: noPsi }, async (t) => {
+  const daemon = startBin(['--cgroup', emptyGroup(t), '--window', '2s'])
+  t.teardown(() => daemon.child.kill('SIGKILL'))
+  await daemon.until(() => daemon.lines.length > 0)
+  daemon.child.kill('SIGINT')
+  t.same(await daemon.exit, { code: 0, signal: null })
+  t.match(daemon.lines, [{ event: 'start', pid: daemon.child.pid }, { event: 'stop', reason: 'SIGINT' }])
+  t.equal(daemon.stderr(), '')
+})
+
+t.test('real pressure: the daemon kills in its cgroup, and nowhere else', { skip: pressureUnavailable() }, async (t) => {
+  const thrasher = await startThrasher()
+  t.teardown(() => thrasher.cleanup())
+  // A bystander the kernel would rather kill, outside the cgroup.
+  const bystander = startSleeper()
+  t.teardown(() => killQuietly(bystander))
+  writeFileSync(`/proc/${bystander.pid}/oom_score_adj`, '1000')
+  const members = readFileSync(join(thrasher.group.dir, 'cgroup.procs'), 'utf8')
+  t.comment(`the group: ${members.trim().split('\n').join(' ')}`)
+  // 1 ms of stall in 2 s; MemAvailable can never reach 100 %, so one kill per event.
+  const daemon = startBin(['--cgroup', thrasher.group.dir, '--cgroup-pressure', '--stall', '1ms', '--window', '2s', '--min-available', '100%', '--max-kills', '1'])
+  t.teardown(() => daemon.child.kill('SIGKILL'))
+  const kill = () => daemon.lines.find((line) => line.event === 'kill' || line.event === 'kill-failed')
+  const timer = setTimeout(() => daemon.child.kill('SIGTERM'), 60_000)
+  await daemon.until(() => kill() !== undefined || daemon.child.exitCode !== null)
+  clearTimeout(timer)
+  daemon.child.kill('SIGTERM')
+  t.same(await daemon.exit, { code: 0, signal: null })
+  const line = kill() as { event: string; victim: { pid: number; cgroup: string; oomScore: number }; report?: { pid: number; stopReason: string }; decision: string; pressure: unknown }
+  t.ok(line, 'a pressure event led to a kill')
+  t.equal(line.event, 'kill', JSON.stringify(line))
+  t.equal(line.victim.cgroup, thrasher.group.dir, `victim ${line.victim.pid} (oom_score ${line.victim.oomScore}) was in the group`)
+  t.equal(line.report?.pid, line.victim.pid)
+  t.equal(line.decision, 'wait', 'maxKills 1')
+  t.match(line.pressure, { some: { total: Number } })
+  t.equal(bystander.child.exitCode ?? bystander.child.signalCode, null, 'the bystander outside the cgroup is alive')
+  t.match(daemon.lines.at(-1), { event: 'stop', reason: 'SIGTERM' })
+})

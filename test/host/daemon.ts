@@ -1,0 +1,576 @@
+// The pressure daemon's parts on this machine: the victim picker (a fake
+// /proc and fake cgroup trees, then real processes in a cgroup the test
+// makes), and the daemon's decisions with pressure events on demand. The
+// kills are real where they can be (processes this test started, in its own
+// cgroup) and scripted where an outcome is needed that a real kill cannot be
+// made to give. Nothing outside the test's own processes is ever signalled.
+import t, { type Test } from 'tap'
+import { EventEmitter } from 'node:events'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import {
+  cgroupProcesses,
+  listCandidates,
+  pickVictim,
+  readCandidate,
+  readMeminfo,
+  runPressureDaemon,
+  type DaemonHooks,
+  type DaemonLogLine,
+  type DaemonOptions,
+  type DaemonWatcher,
+} from '../../src/daemon'
+import { systemError } from '../../src/errors'
+import type { PressureEvent, WatchPressureOptions } from '../../src/psi'
+import type { KillAndReapOptions, ReapReport } from '../../src/reaper'
+import * as api from '../../src/index'
+import { MiB, killQuietly, startHog, startSleeper, type Victim } from '../../victims'
+import { cgroupUnavailable, makeCgroup } from '../fixtures/pressure'
+
+const PAGE = 4096
+
+/** A fake /proc: meminfo, and per-pid files written or linked to the real ones. */
+function fakeProc(t: Test, memTotal = 1024 * MiB, memAvailable = 512 * MiB) {
+  const root = mkdtempSync(join(tmpdir(), 'pidfd-reap-proc-'))
+  t.teardown(() => rmSync(root, { recursive: true, force: true }))
+  const proc = {
+    root,
+    setAvailable(bytes: number) {
+      writeFileSync(join(root, 'meminfo'), `MemTotal:       ${memTotal / 1024} kB\nMemFree:        1 kB\nMemAvailable:   ${bytes / 1024} kB\n`)
+    },
+    /** A made-up process. */
+    add(pid: number, fields: { comm?: string; score?: number; adj?: number; pages?: number; flags?: number; start?: number }) {
+      const dir = join(root, String(pid))
+      mkdirSync(dir, { recursive: true })
+      const { comm = 'victim', score = 100, adj = 0, pages = 256, flags = 0x400000, start = 1000 + pid } = fields
+      // Fields 3..22: state ppid pgrp session tty tpgid flags ... starttime (22).
+      const rest = ['S', '1', pid, pid, '0', '-1', flags, ...Array(12).fill('0'), start, '0']
+      writeFileSync(join(dir, 'stat'), `${pid} (${comm}) ${rest.join(' ')}\n`)
+      writeFileSync(join(dir, 'statm'), `${pages * 2} ${pages} 10 1 0 ${pages} 0\n`)
+      writeFileSync(join(dir, 'oom_score'), `${score}\n`)
+      writeFileSync(join(dir, 'oom_score_adj'), `${adj}\n`)
+    },
+    /** A real process, seen through this fake root. */
+    link(pid: number) {
+      symlinkSync(`/proc/${pid}`, join(root, String(pid)))
+    },
+  }
+  proc.setAvailable(memAvailable)
+  return proc
+}
+
+/** A fake cgroup tree: directories with cgroup.procs files. */
+function fakeCgroup(t: Test, pids: number[], children: Record<string, number[]> = {}): string {
+  const dir = mkdtempSync(join(tmpdir(), 'pidfd-reap-cgroup-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  writeFileSync(join(dir, 'cgroup.procs'), pids.map((pid) => `${pid}\n`).join(''))
+  writeFileSync(join(dir, 'memory.current'), '0\n') // a file that is no group
+  for (const [name, childPids] of Object.entries(children)) {
+    mkdirSync(join(dir, name))
+    writeFileSync(join(dir, name, 'cgroup.procs'), childPids.map((pid) => `${pid}\n`).join(''))
+  }
+  return dir
+}
+
+function sleepers(t: Test, count: number): Victim[] {
+  const started = Array.from({ length: count }, () => startSleeper())
+  t.teardown(() => Promise.all(started.map(killQuietly)))
+  return started
+}
+
+t.test('exported from the package', async (t) => {
+  t.equal(api.runPressureDaemon, runPressureDaemon)
+  t.equal(api.pickVictim, pickVictim)
+  t.equal(api.listCandidates, listCandidates)
+})
+
+t.test('candidates: ranked by oom_score, then RSS; the ones that may not or need not die left out', async (t) => {
+  const proc = fakeProc(t)
+  proc.add(101, { score: 500, pages: 10 })
+  proc.add(102, { score: 800, pages: 10, comm: 'a (b) c' })
+  proc.add(103, { score: 1900, flags: 0x00200000 }) // a kernel thread
+  proc.add(104, { score: 1900, adj: -1000 }) // the kernel's "never kill"
+  proc.add(105, { score: 1900, pages: 0 }) // nothing resident
+  proc.add(107, { score: 800, pages: 20, start: 77 })
+  proc.add(109, { score: 100, pages: 10 }) // ties with 108: the lower pid first
+  proc.add(108, { score: 100, pages: 10 })
+  proc.add(1, { score: 1900 })
+  proc.add(process.pid, { score: 1900 })
+  // 106 is listed but gone (no /proc entry); 107 is in a group below.
+  const cgroup = fakeCgroup(t, [1, process.pid, 101, 102, 103, 104, 105, 106, 109, 108], { sub: [107] })
+  t.same(cgroupProcesses(cgroup).map((p) => p.pid), [1, process.pid, 101, 102, 103, 104, 105, 106, 109, 108, 107])
+  const ranked = listCandidates(cgroup, { procRoot: proc.root })
+  t.same(ranked.map((c) => c.pid), [107, 102, 101, 108, 109], 'PID 1, this process, kthreads, -1000, no RSS and gone ones are left out')
+  t.same(ranked[0], { pid: 107, comm: 'victim', oomScore: 800, oomScoreAdj: 0, rssBytes: 20 * PAGE, cgroup: join(cgroup, 'sub'), startTime: 77 })
+  t.equal(ranked[1].comm, 'a (b) c', 'a command name with parentheses and spaces')
+  t.same(
+    listCandidates(cgroup, { procRoot: proc.root, exclude: [107] }).map((c) => c.pid),
+    [process.pid, 102, 101, 108, 109],
+    'the pids excluded instead of this process; PID 1 never',
+  )
+  t.equal(readCandidate(106, cgroup, proc.root), null)
+  t.throws(() => cgroupProcesses(join(cgroup, 'nope')), { code: 'ENOENT' }, 'the given cgroup must be there')
+  mkdirSync(join(cgroup, 'removed')) // a group removed while the tree is read: no cgroup.procs
+  t.same(cgroupProcesses(cgroup).length, 11, 'a group that went away is skipped')
+  mkdirSync(join(cgroup, 'broken', 'cgroup.procs'), { recursive: true })
+  t.throws(() => cgroupProcesses(cgroup), { code: 'EISDIR' }, 'other errors are not')
+  t.same(listCandidates(fakeCgroup(t, [])), [], 'an empty group')
+})
+
+t.test('MemAvailable and friends from meminfo', async (t) => {
+  const proc = fakeProc(t, 2048 * MiB, 300 * MiB)
+  t.equal(readMeminfo('MemAvailable', proc.root), 300 * MiB)
+  t.equal(readMeminfo('MemTotal', proc.root), 2048 * MiB)
+  t.throws(() => readMeminfo('Nope', proc.root), { code: 'ERR_INVALID_ARG_VALUE' })
+  t.ok(readMeminfo('MemTotal') > 0, 'the real one')
+})
+
+t.test('pickVictim: real processes in a cgroup of the test, the best one with its pidfd', { skip: cgroupUnavailable() }, async (t) => {
+  const group = makeCgroup()
+  t.teardown(() => group.cleanup())
+  const [low, high, middle, outside] = sleepers(t, 4)
+  for (const [victim, adj] of [[low, 100], [high, 500], [middle, 300], [outside, 1000]] as const) {
+    writeFileSync(`/proc/${victim.pid}/oom_score_adj`, String(adj))
+  }
+  for (const victim of [low, high, middle]) group.add(victim.pid)
+  t.same(listCandidates(group.dir).map((c) => c.pid), [high.pid, middle.pid, low.pid])
+  const picked = pickVictim(group.dir)!
+  t.teardown(() => picked.pidfd.close())
+  t.equal(picked.victim.pid, high.pid, 'the highest oom_score in the group, not the higher one outside')
+  t.equal(picked.pidfd.pid, high.pid)
+  t.equal(picked.victim.cgroup, group.dir)
+  t.ok(picked.victim.oomScore >= 500, `oom_score ${picked.victim.oomScore}`)
+  t.equal(outside.child.exitCode, null)
+  t.equal(pickVictim(makeCgroupFor(t)), null, 'an empty group has no victim')
+})
+
+function makeCgroupFor(t: Test): string {
+  const group = makeCgroup()
+  t.teardown(() => group.cleanup())
+  return group.dir
+}
+
+t.test('pickVictim re-checks after opening the pidfd: gone, reused pid, moved out', async (t) => {
+  const proc = fakeProc(t)
+  for (const pid of [200, 201, 202, 203, 204]) proc.add(pid, { score: 1000 - pid })
+  const cgroup = fakeCgroup(t, [201, 202, 203, 204], { sub: [200] })
+  const closed: number[] = []
+  // Pidfd.open stands in for the moment between ranking and opening.
+  const { pickVictim: pick } = t.mockRequire<typeof import('../../src/daemon')>('../../src/daemon', {
+    '../../src/pidfd': {
+      Pidfd: {
+        open(pid: number) {
+          if (pid === 200) rmSync(join(cgroup, 'sub'), { recursive: true }) // its group was removed
+          if (pid === 201) throw systemError(-3, 'pidfd_open', pid) // exited
+          if (pid === 202) proc.add(202, { score: 1, start: 5 }) // exited, pid reused by another process
+          if (pid === 203) writeFileSync(join(cgroup, 'cgroup.procs'), '201\n202\n204\n') // moved out
+          return { pid, close: () => closed.push(pid) }
+        },
+      },
+    },
+  })
+  const picked = pick(cgroup, { procRoot: proc.root })!
+  t.equal(picked.victim.pid, 204)
+  t.same(closed, [200, 202, 203], 'the pidfds of the ones that failed the check are closed')
+  rmSync(join(cgroup, 'cgroup.procs'))
+  t.throws(() => pick(cgroup, { procRoot: proc.root }), { code: 'ENOENT' }, 'a cgroup that went away throws')
+})
+
+/** A watcher whose events the test fires. */
+class FakeWatcher extends EventEmitter {
+  path = '/proc/pressure/memory'
+  closes = 0
+  options: WatchPressureOptions | undefined
+  close(): void {
+    this.closes++
+  }
+  fire(pressure: PressureEvent['pressure'] = { some: { avg10: 50, avg60: 10, avg300: 2, total: 123 }, full: null }): void {
+    this.emit('pressure', { time: Date.now(), path: this.path, resource: 'memory', kind: 'some', stallUs: 150_000, windowUs: 1_000_000, pressure })
+  }
+}
+
+interface Run {
+  lines: DaemonLogLine[]
+  watcher: FakeWatcher
+  controller: AbortController
+  done: ReturnType<typeof runPressureDaemon>
+  /** Resolves once `count` lines have been logged. */
+  lineCount(count: number): Promise<void>
+}
+
+function run(options: Omit<DaemonOptions, 'log' | 'signal'>, hooks: Partial<DaemonHooks>): Run {
+  const lines: DaemonLogLine[] = []
+  const waiters: { count: number; resolve: () => void }[] = []
+  const watcher = new FakeWatcher()
+  const controller = new AbortController()
+  const done = runPressureDaemon(
+    {
+      ...options,
+      signal: controller.signal,
+      log: (line) => {
+        lines.push(line)
+        for (const waiter of waiters.filter((w) => lines.length >= w.count)) waiter.resolve()
+      },
+    },
+    {
+      watch: (trigger) => {
+        watcher.options = trigger
+        return watcher as unknown as DaemonWatcher
+      },
+      ...hooks,
+    },
+  )
+  return {
+    lines,
+    watcher,
+    controller,
+    done,
+    lineCount: (count) => new Promise<void>((resolve) => (lines.length >= count ? resolve() : waiters.push({ count, resolve }))),
+  }
+}
+
+const report = (pid: number, bytesReaped: number, extra: Partial<ReapReport> = {}): ReapReport =>
+  ({ pid, mechanism: 'try_reap', bytesReaped, calls: 1, busyRetries: 0, elapsedMs: 1, exited: false, stopReason: 'done', ...extra }) as ReapReport
+
+t.test('the decision: wait while enough is available, kill until the reaped bytes cover the need', async (t) => {
+  const [a, b] = sleepers(t, 2)
+  const proc = fakeProc(t, 1000 * MiB, 500 * MiB)
+  proc.add(a.pid, { score: 900, pages: 1000 })
+  proc.add(b.pid, { score: 800, pages: 1000 })
+  const cgroup = fakeCgroup(t, [a.pid, b.pid])
+  const killed: number[] = []
+  const reaped = [10 * MiB, 64 * MiB]
+  const r = run(
+    { cgroup, minAvailableBytes: 100 * MiB, chunkBytes: MiB, deadlineMs: 200 },
+    {
+      procRoot: proc.root,
+      killAndReap: async (pidfd, options: KillAndReapOptions) => {
+        t.match(options, { chunkBytes: MiB, deadlineMs: 200 })
+        killed.push(pidfd.pid)
+        // The scripted kill: the victim leaves the (fake) cgroup.
+        const left = readFileSync(join(cgroup, 'cgroup.procs'), 'utf8').split('\n').filter((line) => line !== String(pidfd.pid))
+        writeFileSync(join(cgroup, 'cgroup.procs'), left.join('\n'))
+        return report(pidfd.pid, reaped[killed.length - 1])
+      },
+    },
+  )
+  await r.lineCount(1)
+  t.match(r.lines[0], {
+    event: 'start',
+    cgroup,
+    path: '/proc/pressure/memory',
+    trigger: 'some 150000 1000000',
+    memTotal: 1000 * MiB,
+    memAvailable: 500 * MiB,
+    minAvailable: 100 * MiB,
+    maxKills: 3,
+    dryRun: false,
+  })
+  t.same(r.watcher.options, { kind: 'some', stallUs: 150_000, windowUs: 1_000_000, cgroup: undefined })
+  r.watcher.fire()
+  await r.lineCount(2)
+  t.match(r.lines[1], { event: 'pressure', memAvailable: 500 * MiB, decision: 'wait', reason: 'enough memory available', pressure: { some: { avg10: 50 } } })
+  proc.setAvailable(60 * MiB) // 40 MiB short
+  r.watcher.fire()
+  await r.lineCount(4)
+  t.match(r.lines[2], {
+    event: 'kill',
+    memAvailable: 60 * MiB,
+    minAvailable: 100 * MiB,
+    neededBytes: 40 * MiB,
+    victim: { pid: a.pid, oomScore: 900, rssBytes: 1000 * PAGE },
+    report: { pid: a.pid, bytesReaped: 10 * MiB },
+    bytesReaped: 10 * MiB,
+    memAvailableAfter: 60 * MiB,
+    sinceEventMs: Number,
+    decision: 'kill-another',
+    reason: 'not enough memory back',
+  })
+  t.match(r.lines[3], { event: 'kill', victim: { pid: b.pid }, bytesReaped: 64 * MiB, decision: 'wait', reason: 'enough memory back' })
+  t.same(killed, [a.pid, b.pid])
+  r.watcher.fire()
+  await r.lineCount(5)
+  t.match(r.lines[4], { event: 'pressure', decision: 'wait', reason: 'no victim in the cgroup', neededBytes: 40 * MiB })
+  r.controller.abort('SIGTERM')
+  t.match(await r.done, { reason: 'SIGTERM', events: 3, kills: 2 })
+  t.match(r.lines.at(-1), { event: 'stop', reason: 'SIGTERM', events: 3, kills: 2 })
+  t.equal(r.watcher.closes, 1, 'the watcher is closed')
+})
+
+t.test('MemAvailable back above the line stops the killing even with little reaped', async (t) => {
+  const [a, b] = sleepers(t, 2)
+  const proc = fakeProc(t, 1000 * MiB, 50 * MiB)
+  proc.add(a.pid, { score: 900 })
+  proc.add(b.pid, { score: 800 })
+  const cgroup = fakeCgroup(t, [a.pid, b.pid])
+  const r = run(
+    { cgroup, minAvailablePercent: 10 },
+    {
+      procRoot: proc.root,
+      killAndReap: async (pidfd) => {
+        proc.setAvailable(200 * MiB) // the exit freed it
+        return report(pidfd.pid, 0, { stopReason: 'exited', exited: true })
+      },
+    },
+  )
+  await r.lineCount(1)
+  t.match(r.lines[0], { minAvailable: 100 * MiB }, '10 % of MemTotal')
+  r.watcher.fire(null)
+  await r.lineCount(2)
+  t.match(r.lines[1], { event: 'kill', pressure: null, bytesReaped: 0, memAvailableAfter: 200 * MiB, decision: 'wait', reason: 'enough memory back' })
+  r.controller.abort()
+  t.match(await r.done, { reason: 'This operation was aborted', kills: 1 })
+})
+
+t.test('maxKills, failed kills and dry runs', async (t) => {
+  const victims = sleepers(t, 3)
+  const proc = fakeProc(t, 1000 * MiB, 10 * MiB)
+  victims.forEach((v, i) => proc.add(v.pid, { score: 900 - i }))
+  const cgroup = fakeCgroup(t, victims.map((v) => v.pid))
+  let calls = 0
+  const r = run(
+    { cgroup, minAvailableBytes: 100 * MiB, maxKills: 2 },
+    {
+      procRoot: proc.root,
+      killAndReap: async (pidfd) => {
+        calls++
+        if (calls === 1) throw systemError(-3, 'pidfd_send_signal', pidfd.pid) // exited before the kill
+        if (calls === 2) throw new Error('no thread') // an error without a code
+        return report(pidfd.pid, MiB)
+      },
+    },
+  )
+  r.watcher.fire()
+  await r.lineCount(3)
+  t.match(r.lines[1], { event: 'kill-failed', victim: { pid: victims[0].pid }, error: { code: 'ESRCH', message: /ESRCH/ }, decision: 'kill-another' })
+  t.match(r.lines[2], { event: 'kill-failed', error: { message: 'no thread' }, decision: 'wait' }, 'the second failure reaches maxKills')
+  t.notOk('code' in (r.lines[2].error as object))
+  r.watcher.fire()
+  await r.lineCount(5)
+  t.match(r.lines[3], { event: 'kill', bytesReaped: MiB, decision: 'kill-another' })
+  t.match(r.lines[4], { event: 'kill', decision: 'wait', reason: 'maxKills reached for this event' })
+  r.controller.abort('SIGINT')
+  t.match(await r.done, { reason: 'SIGINT', kills: 2, events: 2 })
+
+  let dryKills = 0
+  const dry = run(
+    { cgroup, minAvailableBytes: 100 * MiB, dryRun: true },
+    {
+      procRoot: proc.root,
+      killAndReap: async () => {
+        dryKills++
+        return report(0, 0)
+      },
+    },
+  )
+  dry.watcher.fire()
+  await dry.lineCount(2)
+  t.match(dry.lines[0], { dryRun: true })
+  t.match(dry.lines[1], { event: 'kill', dryRun: true, victim: { pid: victims[0].pid }, decision: 'wait', reason: 'dry run: nothing killed' })
+  t.equal(dryKills, 0, 'nothing killed')
+  dry.controller.abort('SIGTERM')
+  await dry.done
+  for (const victim of victims) t.equal(victim.child.exitCode ?? victim.child.signalCode, null, 'the sleepers are untouched')
+})
+
+t.test('events that come while one is handled coalesce into one more', async (t) => {
+  const [a] = sleepers(t, 1)
+  const proc = fakeProc(t, 1000 * MiB, 10 * MiB)
+  proc.add(a.pid, { score: 900 })
+  const cgroup = fakeCgroup(t, [a.pid])
+  let release!: () => void
+  let kills = 0
+  const r = run(
+    { cgroup, minAvailableBytes: 100 * MiB },
+    {
+      procRoot: proc.root,
+      killAndReap: async (pidfd) => {
+        kills++
+        if (kills === 1) await new Promise<void>((resolve) => (release = resolve))
+        return report(pidfd.pid, 200 * MiB)
+      },
+    },
+  )
+  r.watcher.fire()
+  await new Promise((resolve) => setImmediate(resolve))
+  r.watcher.fire()
+  r.watcher.fire()
+  r.watcher.fire()
+  release()
+  await r.lineCount(3)
+  t.equal(kills, 2, 'the first event, then one for the three that came meanwhile')
+  r.controller.abort('SIGTERM')
+  t.match(await r.done, { events: 2, kills: 2 })
+})
+
+t.test('stopping during a kill: it settles first, then nothing new starts', async (t) => {
+  const [a] = sleepers(t, 1)
+  const proc = fakeProc(t, 1000 * MiB, 10 * MiB)
+  proc.add(a.pid, { score: 900 })
+  const cgroup = fakeCgroup(t, [a.pid])
+  let entered!: () => void
+  const inKill = new Promise<void>((resolve) => (entered = resolve))
+  const r = run(
+    { cgroup, minAvailableBytes: 100 * MiB },
+    {
+      procRoot: proc.root,
+      killAndReap: (pidfd, options) =>
+        new Promise((resolve) => {
+          entered()
+          options.signal!.addEventListener('abort', () => resolve(report(pidfd.pid, MiB, { stopReason: 'aborted' })))
+        }),
+    },
+  )
+  r.watcher.fire()
+  await inKill
+  r.controller.abort('SIGTERM')
+  r.watcher.fire() // after the stop: ignored
+  const summary = await r.done
+  t.match(summary, { reason: 'SIGTERM', events: 1, kills: 1 })
+  t.match(r.lines.map((l) => [l.event, l.decision, l.reason]), [['start'], ['kill', 'wait', 'stopping'], ['stop', undefined, 'SIGTERM']])
+
+  // A kill that had not started when the stop came is refused by killAndReap.
+  const r2 = run(
+    { cgroup, minAvailableBytes: 100 * MiB },
+    {
+      procRoot: proc.root,
+      killAndReap: async (_pidfd, options) => {
+        r2.controller.abort('SIGTERM')
+        options.signal!.throwIfAborted()
+        return report(0, 0)
+      },
+    },
+  )
+  r2.watcher.fire()
+  await r2.done
+  t.match(r2.lines[1], { event: 'kill-failed', error: { message: 'SIGTERM' }, decision: 'wait' })
+  t.notOk('code' in (r2.lines[1].error as object))
+
+  // An error after the stop (meminfo unreadable) is logged; the reason stays.
+  const r3 = run(
+    { cgroup, minAvailableBytes: 100 * MiB },
+    {
+      procRoot: proc.root,
+      killAndReap: async (pidfd) => {
+        r3.controller.abort('SIGTERM')
+        rmSync(join(proc.root, 'meminfo'))
+        return report(pidfd.pid, MiB)
+      },
+    },
+  )
+  r3.watcher.fire()
+  t.match(await r3.done, { reason: 'SIGTERM' })
+  t.match(r3.lines.map((l) => l.event), ['start', 'error', 'stop'])
+})
+
+t.test('errors stop the daemon: the watch fails, the cgroup goes away', async (t) => {
+  const [a] = sleepers(t, 1)
+  const proc = fakeProc(t, 1000 * MiB, 10 * MiB)
+  proc.add(a.pid, { score: 900 })
+  const cgroup = fakeCgroup(t, [a.pid])
+  const r = run({ cgroup, cgroupPressure: true }, { procRoot: proc.root })
+  await r.lineCount(1)
+  t.equal(r.watcher.options!.cgroup, cgroup, "--cgroup-pressure watches the cgroup's own file")
+  r.watcher.emit('error', Object.assign(new Error('ENODEV: no such device'), { code: 'ENODEV' }))
+  const summary = await r.done
+  t.match(summary, { reason: 'error', error: { code: 'ENODEV' } })
+  t.match(r.lines.slice(1), [{ event: 'error', error: { code: 'ENODEV' } }, { event: 'stop', reason: 'error' }])
+  r.controller.abort() // after the stop: nothing
+  r.watcher.emit('error', new Error('late')) // nor this
+  t.equal(r.lines.length, 3)
+
+  const r2 = run({ cgroup }, { procRoot: proc.root })
+  await r2.lineCount(1)
+  rmSync(join(cgroup, 'cgroup.procs'))
+  r2.watcher.fire()
+  t.match(await r2.done, { reason: 'error', error: { code: 'ENOENT' } })
+  t.match(r2.lines[1], { event: 'error', error: { code: 'ENOENT', message: /cgroup\.procs/ } })
+  t.equal(a.child.exitCode ?? a.child.signalCode, null)
+})
+
+t.test('arguments and setup failures throw before anything is logged', async (t) => {
+  const cgroup = fakeCgroup(t, [])
+  const bad: [unknown, { code: string; message?: RegExp } | { message: string }][] = [
+    [undefined, { code: 'ERR_INVALID_ARG_TYPE' }],
+    [{}, { code: 'ERR_INVALID_ARG_TYPE', message: /options\.cgroup/ }],
+    [{ cgroup: '' }, { code: 'ERR_INVALID_ARG_TYPE' }],
+    [{ cgroup, maxKills: 0 }, { code: 'ERR_OUT_OF_RANGE', message: /options\.maxKills/ }],
+    [{ cgroup, maxKills: 1.5 }, { code: 'ERR_OUT_OF_RANGE' }],
+    [{ cgroup, maxKills: '3' }, { code: 'ERR_INVALID_ARG_TYPE' }],
+    [{ cgroup, minAvailablePercent: 101 }, { code: 'ERR_OUT_OF_RANGE' }],
+    [{ cgroup, minAvailablePercent: NaN }, { code: 'ERR_OUT_OF_RANGE' }],
+    [{ cgroup, minAvailablePercent: '5' }, { code: 'ERR_INVALID_ARG_TYPE' }],
+    [{ cgroup, minAvailableBytes: -1 }, { code: 'ERR_OUT_OF_RANGE' }],
+    [{ cgroup, chunkBytes: 0 }, { code: 'ERR_OUT_OF_RANGE' }],
+    [{ cgroup, deadlineMs: -1 }, { code: 'ERR_OUT_OF_RANGE' }],
+    [{ cgroup, dryRun: 'yes' }, { code: 'ERR_INVALID_ARG_TYPE', message: /options\.dryRun/ }],
+    [{ cgroup, cgroupPressure: 1 }, { code: 'ERR_INVALID_ARG_TYPE' }],
+    [{ cgroup, log: 'stdout' }, { code: 'ERR_INVALID_ARG_TYPE', message: /options\.log/ }],
+    [{ cgroup, signal: 'stop' }, { code: 'ERR_INVALID_ARG_TYPE' }],
+    [{ cgroup, signal: AbortSignal.abort(new Error('stopped')) }, { message: 'stopped' }],
+    [{ cgroup: join(cgroup, 'nope'), log: () => {} }, { code: 'ENOENT' }],
+  ]
+  for (const [options, error] of bad) {
+    const watch = (): DaemonWatcher => {
+      throw new Error('must not be armed')
+    }
+    await t.rejects(runPressureDaemon(options as DaemonOptions, { watch }), error, JSON.stringify(options))
+  }
+  // The real watcher's own checks: a stall longer than the window.
+  await t.rejects(runPressureDaemon({ cgroup, stallUs: 2_000_000, windowUs: 1_000_000, log: () => {} }), { code: 'ERR_OUT_OF_RANGE', message: /options\.stallUs/ })
+})
+
+t.test('by default each line is JSON on stdout', async (t) => {
+  const cgroup = fakeCgroup(t, [])
+  const written: string[] = []
+  const write = process.stdout.write
+  process.stdout.write = ((text: string) => (written.push(text), true)) as typeof process.stdout.write
+  const controller = new AbortController()
+  let done
+  try {
+    const watcher = new FakeWatcher()
+    done = runPressureDaemon({ cgroup, signal: controller.signal }, { watch: () => watcher as unknown as DaemonWatcher })
+    controller.abort('SIGTERM')
+    await done
+  } finally {
+    process.stdout.write = write
+  }
+  t.equal(written.length, 2)
+  t.match(JSON.parse(written[0]), { event: 'start', trigger: 'some 150000 1000000' })
+  t.match(JSON.parse(written[1]), { event: 'stop', reason: 'SIGTERM' })
+})
+
+t.test('real kills: the daemon kills the best victims of its cgroup, and only those', { skip: cgroupUnavailable() }, async (t) => {
+  const group = makeCgroup()
+  t.teardown(() => group.cleanup())
+  const hogs = await Promise.all([300, 200, 100].map(async (adj) => {
+    const hog = await startHog(16)
+    t.teardown(() => killQuietly(hog))
+    writeFileSync(`/proc/${hog.pid}/oom_score_adj`, String(adj))
+    group.add(hog.pid)
+    return hog
+  }))
+  const [outside] = sleepers(t, 1)
+  writeFileSync(`/proc/${outside.pid}/oom_score_adj`, '1000')
+  // The real /proc but for meminfo: MemAvailable stays 100 MiB short.
+  const proc = fakeProc(t, 1024 * MiB, 28 * MiB)
+  for (const pid of [...hogs.map((h) => h.pid), outside.pid]) proc.link(pid)
+  const r = run({ cgroup: group.dir, minAvailableBytes: 128 * MiB, deadlineMs: 2000 }, { procRoot: proc.root })
+  r.watcher.fire()
+  await r.lineCount(4)
+  const kills = r.lines.slice(1, 4)
+  t.same(kills.map((l) => (l.victim as { pid: number }).pid), hogs.map((h) => h.pid), 'in oom_score order')
+  t.same(kills.map((l) => l.decision), ['kill-another', 'kill-another', 'wait'])
+  t.match(kills[2], { reason: 'maxKills reached for this event' })
+  for (const line of kills) {
+    const { report: got } = line as unknown as { report: ReapReport }
+    t.ok(['done', 'exited'].includes(got.stopReason), `${got.pid}: ${got.mechanism}, ${got.bytesReaped} bytes, ${got.stopReason}`)
+  }
+  await Promise.all(hogs.map((h) => h.gone))
+  t.same(hogs.map((h) => h.child.signalCode), ['SIGKILL', 'SIGKILL', 'SIGKILL'])
+  t.equal(outside.child.exitCode ?? outside.child.signalCode, null, 'the process outside the cgroup is untouched')
+  t.equal(readFileSync(`/proc/${outside.pid}/oom_score_adj`, 'utf8').trim(), '1000')
+  r.controller.abort('SIGTERM')
+  t.match(await r.done, { kills: 3 })
+})
