@@ -273,7 +273,7 @@ export function anomalies(run: Run, arm: Arm): string[] {
     if (o.again !== 0) found.push(`the call after a 0 returned ${o.again} (spec: 0 again until the mm is released, then ESRCH)`)
     if (o.otherErrors) found.push(`error ${o.firstOther} while reaping`)
     if (o.counters.pagesReaped * o.pageSize !== o.bytes) {
-      found.push(`reap_dying/pages_reaped rose by ${o.counters.pagesReaped} pages, the results sum to ${o.bytes / o.pageSize}`)
+      found.push(`reap_dying_pages (/proc/vmstat) rose by ${o.counters.pagesReaped} pages, the results sum to ${o.bytes / o.pageSize}`)
     }
     if (o.rssAfter > 4) found.push(`${o.rssAfter} pages still resident after the 0`)
     const rssDrop = (o.rssBefore - o.rssAfter) * o.pageSize

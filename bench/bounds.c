@@ -299,15 +299,18 @@ static void read_vmstat(long long *out) {
   }
 }
 
+// The kernel's own counts (series v3: vm events; -1 without them).
 struct counters {
   long long calls, pages_reaped, busy;
 };
 
 static struct counters read_counters(void) {
+  static char buf[16384];
+  if (reap_read_text("/proc/vmstat", buf, sizeof buf) <= 0) return (struct counters){-1, -1, -1};
   return (struct counters){
-      reap_read_number(REAP_DYING_SYSFS "/calls"),
-      reap_read_number(REAP_DYING_SYSFS "/pages_reaped"),
-      reap_read_number(REAP_DYING_SYSFS "/busy"),
+      reap_field_after(buf, "\nreap_dying_calls "),
+      reap_field_after(buf, "\nreap_dying_pages "),
+      reap_field_after(buf, "\nreap_dying_busy "),
   };
 }
 
