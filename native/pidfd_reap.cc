@@ -58,6 +58,7 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
             InstanceMethod("parseSyscallNr", &PidfdReap::ParseSyscallNrJs),
             InstanceMethod("startReap", &PidfdReap::StartReapJs),
             InstanceMethod("reapStop", &PidfdReap::ReapStopJs),
+            InstanceMethod("reapProgress", &PidfdReap::ReapProgressJs),
             InstanceValue("pageSize", Napi::Number::New(env, sysconf(_SC_PAGESIZE))),
             InstanceValue("syscallNrPath", Napi::String::New(env, kSyscallNrPath)),
         });
@@ -148,6 +149,8 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
   Napi::Value StartReapJs(const Napi::CallbackInfo& info) { return StartReap(info, syscall_nr_); }
 
   Napi::Value ReapStopJs(const Napi::CallbackInfo& info) { return ReapStop(info); }
+
+  Napi::Value ReapProgressJs(const Napi::CallbackInfo& info) { return ReapProgress(info); }
 
   // Runs when the environment (main thread or worker) shuts down: closes every
   // uv handle and tells Node when the last close callback has run.

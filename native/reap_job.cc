@@ -180,6 +180,9 @@ class ReapJob : public ThreadJob {
   std::atomic<bool> in_blocking_call{false};
   std::atomic<uint64_t> bytes{0}, calls{0}, busy{0};
   std::atomic<int> mechanism{static_cast<int>(Mechanism::kNone)};
+  // Whether JS listens to progress: throttled events wake the event loop,
+  // whose thread may share this CPU, so none are sent when nobody listens.
+  std::atomic<bool> want_progress{true};
 
   ReapCounts Counts() const {
     ReapCounts counts;
@@ -232,7 +235,8 @@ class ReapJob : public ThreadJob {
     final.final = true;
     // process_mrelease reports no byte count: its result is the RSS drop,
     // measured from before the kill (the victim starts exiting at once).
-    int64_t rss_before = has_mrelease ? ReadRssBytes(pid) : -1;
+    // try_reap does not need it (a fallback reads it then).
+    if (Mech() == Mechanism::kMrelease) rss_before = ReadRssBytes(pid);
     long killed = PidfdSendSignal(pidfd, SIGKILL);
     if (killed == -ESRCH) {
       // Already waited for by its parent: the pidfd is readable.
@@ -242,7 +246,7 @@ class ReapJob : public ThreadJob {
     } else if (Mech() == Mechanism::kNone) {
       final.stop = Stop::kUnsupported;
     } else {
-      Loop(&final, rss_before);
+      Loop(&final);
     }
     final.counts = Counts();
     Post(new ReapEvent(final));
@@ -252,6 +256,7 @@ class ReapJob : public ThreadJob {
  private:
   int wake_fd = -1;       // eventfd: the JS thread wakes the job's waits with it
   bool listening = true;  // under `mutex`; false once JS settled without the final event
+  int64_t rss_before = -1;  // the victim's RSS before process_mrelease's reaping (-1: unknown)
 
   static constexpr long kSkipped = LONG_MIN;
 
@@ -271,7 +276,7 @@ class ReapJob : public ThreadJob {
     (void)ignored;  // a full counter is still readable: the wake-up happened
   }
 
-  void Loop(ReapEvent* final, int64_t rss_before) {
+  void Loop(ReapEvent* final) {
     const Clock::time_point killed_at = Clock::now();
     Clock::time_point last_progress = killed_at - kProgressInterval;
     auto backoff = std::chrono::duration_cast<Clock::duration>(kBackoffFirst);
@@ -287,12 +292,11 @@ class ReapJob : public ThreadJob {
       Outcome outcome = Classify(mechanism_now, result);
       if (outcome == Outcome::kBusy) busy++;
       if (outcome == Outcome::kReaped) {
-        bytes += mechanism_now == Mechanism::kTryReap ? static_cast<uint64_t>(result)
-                                                      : RssDrop(rss_before);
+        bytes += mechanism_now == Mechanism::kTryReap ? static_cast<uint64_t>(result) : RssDrop();
         backoff = kBackoffFirst;
       }
       Clock::time_point now = Clock::now();
-      if (now - last_progress >= kProgressInterval) {
+      if (now - last_progress >= kProgressInterval && want_progress.load()) {
         last_progress = now;
         auto* progress = new ReapEvent();
         progress->counts = Counts();
@@ -330,6 +334,7 @@ class ReapJob : public ThreadJob {
           // fall back to process_mrelease at run time.
           if (mechanism_now == Mechanism::kTryReap && has_mrelease) {
             mechanism = static_cast<int>(Mechanism::kMrelease);
+            rss_before = ReadRssBytes(pid);
             break;
           }
           Fail(final, Stop::kUnsupported, result, SyscallName(mechanism_now));
@@ -384,7 +389,7 @@ class ReapJob : public ThreadJob {
 
   // The RSS drop across a successful process_mrelease. An unreadable statm, or
   // a readable pidfd, after the call means the process is gone with all of it.
-  uint64_t RssDrop(int64_t rss_before) {
+  uint64_t RssDrop() {
     if (rss_before < 0) return 0;
     int64_t rss_after = PollReadable(pidfd) == 1 ? 0 : ReadRssBytes(pid);
     if (rss_after < 0) rss_after = 0;
@@ -522,6 +527,7 @@ Napi::Value StartReap(const Napi::CallbackInfo& info, SyscallNrCache& syscall_nr
   Napi::Value deadline_ms = Arg(info, 4);
   Napi::Value listener = Arg(info, 5);
   Napi::Value script = Arg(info, 6);
+  Napi::Value progress = Arg(info, 7);
   if (!deadline_ms.IsNumber() || std::isnan(deadline_ms.As<Napi::Number>().DoubleValue())) {
     throw Napi::TypeError::New(env, "pidfd-reap: expected a number");
   }
@@ -544,6 +550,7 @@ Napi::Value StartReap(const Napi::CallbackInfo& info, SyscallNrCache& syscall_nr
     has_try_reap = job->syscall_nr > 0;
     job->has_mrelease = HasProcessMrelease();
   }
+  job->want_progress = progress.IsUndefined() || progress.ToBoolean();
   job->mechanism = static_cast<int>(has_try_reap        ? Mechanism::kTryReap
                                     : job->has_mrelease ? Mechanism::kMrelease
                                                         : Mechanism::kNone);
@@ -555,6 +562,11 @@ Napi::Value StartReap(const Napi::CallbackInfo& info, SyscallNrCache& syscall_nr
   result.Set("job", Napi::External<JobHandle>::New(env, new JobHandle(job),
                                                    [](Napi::Env, JobHandle* held) { delete held; }));
   return result;
+}
+
+Napi::Value ReapProgress(const Napi::CallbackInfo& info) {
+  JobOf(info, 0)->want_progress = Arg(info, 1).ToBoolean();
+  return info.Env().Undefined();
 }
 
 // When blocked (inside process_mrelease), the job no longer reports to JS

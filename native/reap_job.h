@@ -9,9 +9,13 @@
 
 namespace pidfd_reap {
 
-// startReap(fd, pid, chunkBytes, budgetBytes, deadlineMs, listener, script?)
+// startReap(fd, pid, chunkBytes, budgetBytes, deadlineMs, listener, script?, progress?)
 //   -> { job } or, before anything was killed, { errno, syscall }.
+// progress (default true): whether throttled progress events are wanted.
 Napi::Value StartReap(const Napi::CallbackInfo& info, SyscallNrCache& syscall_nr);
+
+// reapProgress(job, wanted): progress events from now on, or none.
+Napi::Value ReapProgress(const Napi::CallbackInfo& info);
 
 // reapStop(job, 'aborted' | 'deadline') -> the counts so far and `blocked`.
 Napi::Value ReapStop(const Napi::CallbackInfo& info);

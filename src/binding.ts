@@ -80,7 +80,11 @@ export interface NativeBinding {
     deadlineMs: number,
     listener: (event: NativeReapEvent) => void,
     script?: NativeReapScript,
+    /** Whether throttled progress events are wanted (default true); the final event always comes. */
+    progress?: boolean,
   ): { job: NativeReapJob } | { errno: number; syscall: string }
+  /** Turns a job's throttled progress events on or off. */
+  reapProgress(job: NativeReapJob, wanted: boolean): void
   /**
    * Asks the job to stop; returns its counts so far. `blocked`: it is inside
    * process_mrelease, will report no more and no longer holds the event loop.

@@ -121,11 +121,14 @@ function refusalOf(negativeErrno: number, syscall: string, pid: number): ReapRef
 
 /**
  * Kills processes and reaps their memory; emits 'progress' (ReapProgress)
- * at most every 50 ms while reaping, and once with the final counts.
+ * at most every 50 ms while reaping (only while it has 'progress'
+ * listeners), and once with the final counts.
  */
 export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
   readonly #settings: Settings
   readonly #script: TryReapScript | undefined
+  /** Jobs still reporting to this Reaper. */
+  readonly #jobs = new Set<NativeReapJob>()
 
   /** `script` is internal: tests script try_reap results the host kernel cannot produce. */
   constructor(options?: KillAndReapOptions, script?: TryReapScript) {
@@ -134,6 +137,28 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
     this.#settings = settings
     this.#script = script
     if (onProgress) this.on('progress', onProgress)
+  }
+
+  // Throttled progress events wake the event loop, whose thread may share
+  // the job's CPU: jobs send them only while the Reaper has 'progress'
+  // listeners. 'newListener' comes before a listener is added,
+  // 'removeListener' after one is removed.
+  readonly #onNewListener = (event: string | symbol): void => {
+    if (event === 'progress') for (const job of this.#jobs) native.reapProgress(job, true)
+  }
+
+  readonly #onRemoveListener = (event: string | symbol): void => {
+    if (event !== 'progress') return
+    const wanted = this.listenerCount('progress') > 0
+    for (const job of this.#jobs) native.reapProgress(job, wanted)
+  }
+
+  /** Follows 'progress' listeners while a job runs (again, after a removeAllListeners()). */
+  #followListeners(): void {
+    // EventEmitter's own events, which the typed map of this one leaves out.
+    const untyped = this as EventEmitter
+    if (!untyped.listeners('newListener').includes(this.#onNewListener)) untyped.on('newListener', this.#onNewListener)
+    if (!untyped.listeners('removeListener').includes(this.#onRemoveListener)) untyped.on('removeListener', this.#onRemoveListener)
   }
 
   /** Sends SIGKILL through a pidfd (opened from pid, or the given one) and reaps. */
@@ -158,6 +183,7 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
       let settled = false
       let lastEmitted: NativeReapCounts | undefined
       let timer: NodeJS.Timeout | undefined
+      let job: NativeReapJob | undefined = undefined
 
       const progressOf = (counts: NativeReapCounts): ReapProgress => {
         const { mechanism, bytesReaped, calls, busyRetries } = counts
@@ -169,6 +195,7 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
       }
       const stopListening = (): void => {
         settled = true
+        if (job) this.#jobs.delete(job)
         clearTimeout(timer)
         for (const signal of signals) signal.removeEventListener('abort', onAbort)
       }
@@ -200,7 +227,7 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
           settle(event, stopReason!, syscall === undefined ? undefined : refusalOf(errno!, syscall, pid))
         } catch (error) {
           // A throwing 'progress' listener: stop reaping, reject with its error.
-          native.reapStop(job, 'aborted')
+          native.reapStop(job!, 'aborted')
           fail(error)
         }
       }
@@ -208,7 +235,7 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
       // The job's thread stops by itself at the deadline or an abort, except
       // inside process_mrelease, which can block for seconds: then settle now.
       const interrupt = (reason: 'aborted' | 'deadline'): void => {
-        const state = native.reapStop(job, reason)
+        const state = native.reapStop(job!, reason)
         if (state.blocked) settle(state, reason)
       }
       function onAbort(): void {
@@ -217,9 +244,12 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
 
       const budget = budgetBytes === Infinity ? UINT64_MAX : BigInt(budgetBytes)
       const remainingMs = deadlineMs - (performance.now() - started)
-      const start = native.startReap(fd, pid, BigInt(chunkBytes), budget, remainingMs, onEvent, this.#script)
+      this.#followListeners()
+      const wantProgress = this.listenerCount('progress') > 0
+      const start = native.startReap(fd, pid, BigInt(chunkBytes), budget, remainingMs, onEvent, this.#script, wantProgress)
       if ('errno' in start) return fail(systemError(start.errno, start.syscall, pid))
-      const job: NativeReapJob = start.job
+      job = start.job
+      this.#jobs.add(job)
       for (const signal of signals) signal.addEventListener('abort', onAbort, { once: true })
       // The thread keeps the deadline itself; this timer is for a blocked call.
       // Node's timers may fire up to 1 ms early: it must not cut a call short.

@@ -248,3 +248,34 @@ t.test('the event loop stays free during a long reap', { skip }, async (t) => {
   // Generous for a shared 2-core machine: the loop itself does next to nothing.
   t.ok(p99 < 50, `p99 ${p99.toFixed(2)} ms`)
 })
+
+t.test('progress events flow only while the Reaper has progress listeners', { skip }, async (t) => {
+  // 1 ms scripted calls for about 300 ms; listeners come and go meanwhile.
+  const results = [...Array(300).fill(64 * 1024), 0]
+  const reaper = new Reaper({ chunkBytes: MiB }, script(results, { delayMs: 1 }))
+  const counts = { first: 0, second: 0 }
+  const first = (): void => void counts.first++
+  const second = (): void => void counts.second++
+  const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+  const running = reaper.killAndReap((await victim(t)).pid)
+  await sleep(60)
+  reaper.on('progress', first) // a listener added mid-call starts the events
+  await sleep(150)
+  t.ok(counts.first >= 1, `${counts.first} events once a listener was added`)
+  reaper.off('progress', first) // the last one gone: no more events
+  const untyped = reaper as unknown as import('node:events').EventEmitter
+  untyped.on('other', second).off('other', second) // not progress listeners: nothing changes
+  const before = counts.first
+  const report = await running
+  t.equal(report.calls, results.length)
+  t.equal(counts.first, before, 'none after the listener went')
+  // Removing every listener (the Reaper's own bookkeeping included) and
+  // adding one during the next call still starts its events.
+  reaper.removeAllListeners()
+  const again = reaper.killAndReap((await victim(t)).pid)
+  await sleep(60)
+  reaper.on('progress', second)
+  await again
+  t.ok(counts.second >= 1, `${counts.second} events after removeAllListeners()`)
+  t.equal(untyped.listenerCount('newListener'), 1, 'the bookkeeping listener is added once')
+})
