@@ -252,9 +252,15 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
       this.#jobs.add(job)
       for (const signal of signals) signal.addEventListener('abort', onAbort, { once: true })
       // The thread keeps the deadline itself; this timer is for a blocked call.
-      // Node's timers may fire up to 1 ms early: it must not cut a call short.
-      // Beyond the longest timer (24.8 days) Node would fire at once instead.
-      if (remainingMs < MAX_TIMER_MS) timer = setTimeout(() => interrupt('deadline'), Math.max(0, remainingMs) + 1)
+      // Node's timers count whole milliseconds and may fire up to about 2 ms
+      // early, which must not cut a call short: an early one waits for the
+      // rest. Beyond the longest timer (24.8 days) Node would fire at once.
+      const atDeadline = (): void => {
+        const left = deadlineMs - (performance.now() - started)
+        if (left > 0) timer = setTimeout(atDeadline, left)
+        else interrupt('deadline')
+      }
+      if (remainingMs < MAX_TIMER_MS) timer = setTimeout(atDeadline, Math.max(0, remainingMs))
     })
   }
 }

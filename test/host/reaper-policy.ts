@@ -78,6 +78,19 @@ t.test('the deadline stops a victim that stays busy', { skip }, async (t) => {
   t.ok(report.elapsedMs >= 80 && report.elapsedMs < 1000, `${report.elapsedMs} ms`)
 })
 
+t.test('a deadline timer that fires early waits for the rest', { skip }, async (t) => {
+  // Node's timers count whole milliseconds and can fire up to about 2 ms
+  // early; here every timer comes 30 ms early.
+  const { pid } = await victim(t)
+  const real = globalThis.setTimeout
+  globalThis.setTimeout = ((fn: () => void, ms: number) => real(fn, Math.max(0, ms - 30))) as typeof setTimeout
+  t.teardown(() => void (globalThis.setTimeout = real))
+  const report = await new Reaper({ deadlineMs: 100 }, script([EBUSY])).killAndReap(pid)
+  globalThis.setTimeout = real
+  t.equal(report.stopReason, 'deadline')
+  t.ok(report.elapsedMs >= 100, `settled after ${report.elapsedMs.toFixed(1)} ms`)
+})
+
 t.test('a deadline during a (bounded) try_reap call waits for that call', { skip }, async (t) => {
   // Calls of 150 ms, the deadline at 200 ms: it comes during a call (the
   // second, unless a loaded machine started the thread late).
