@@ -83,6 +83,7 @@ export function benchConfig(env = process.env): BenchConfig {
       sweepMs: envList(env, 'PIDFD_REAP_BENCH_SWEEP_MS', [500, 1000, 2000, 5000, 10000]),
       sweepOwnRunBelowMs: envNumber(env, 'PIDFD_REAP_BENCH_SWEEP_OWN_RUN_BELOW_MS', 2000),
       sampleUs: envNumber(env, 'PIDFD_REAP_BENCH_SAMPLE_US', 1000),
+      arms: env.PIDFD_REAP_BENCH_ARMS ? env.PIDFD_REAP_BENCH_ARMS.split(';').map((id) => id.trim()) : undefined,
       maxAttempts: 3,
       resamples,
       filePath,

@@ -40,8 +40,14 @@ export interface Figures {
   memFreeVsKernelCount: number | null
   /** The last call's result (0: nothing left; -errno), null without calls. */
   lastResult: number | null
-  /** Reaping calls (results > 0), their in-syscall time and latencies. */
-  reapCalls: number
+  /** Reaping calls that took memory (results > 0), their in-syscall time and latencies (null for killAndReap: its calls are not timed one by one). */
+  reapCalls: number | null
+  /** Every reaping call, whatever it answered (killAndReap: the report's count). */
+  allCalls: number
+  /** killAndReap runs that monitored the event loop: its delay's p99, ms (measure.ts, EventLoopDelay). */
+  eventLoopP99Ms: number | null
+  /** The same over 300 ms of doing nothing just before the kill (the guest's and host's floor). */
+  eventLoopIdleP99Ms: number | null
   callMs: number
   callP50Us: number | null
   callMaxUs: number | null
@@ -92,7 +98,10 @@ export function figures(run: Run, starved: boolean): Figures {
     kernelReapedBytes: kernel(last),
     memFreeVsKernelCount: isReaper && atReapEnd && kernel(atReapEnd) > 0 ? freed(atReapEnd) / kernel(atReapEnd) : null,
     lastResult: run.calls.length ? run.calls[run.calls.length - 1].ret : null,
-    reapCalls: run.report ? run.report.calls : reaping.length,
+    reapCalls: run.report ? null : reaping.length,
+    allCalls: run.report ? run.report.calls : run.calls.length,
+    eventLoopP99Ms: run.eventLoop?.p99 ?? null,
+    eventLoopIdleP99Ms: run.eventLoopIdle?.p99 ?? null,
     callMs: reaping.reduce((sum, c) => sum + (c.end - c.start), 0),
     callP50Us: latencies.length ? latencies[Math.ceil(0.5 * latencies.length) - 1] : null,
     callMaxUs: latencies.length ? latencies[latencies.length - 1] : null,

@@ -6,6 +6,7 @@
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pidfd, killAndReap, type ReapReport } from 'pidfd-reap'
 import { MiB, compileC, overrideSetting, procView, projectRoot, type Victim } from '../victims'
@@ -33,7 +34,7 @@ export type Method =
   | { kind: 'wait' } // SIGKILL, then wait for the exit
   | { kind: 'mrelease' } // SIGKILL + process_mrelease
   | { kind: 'tryreap'; capBytes: number } // SIGKILL + try_reap_dying_process in a C loop (0: uncapped)
-  | { kind: 'killAndReap'; chunkBytes: number } // the package, from Node
+  | { kind: 'killAndReap'; chunkBytes: number; monitorEventLoop?: boolean } // the package, from Node
 
 export function methodName(method: Method): string {
   switch (method.kind) {
@@ -44,7 +45,7 @@ export function methodName(method: Method): string {
     case 'tryreap':
       return method.capBytes ? `C loop ${method.capBytes / MiB} MiB` : 'C loop uncapped'
     case 'killAndReap':
-      return `killAndReap ${method.chunkBytes / MiB} MiB`
+      return `killAndReap ${method.chunkBytes / MiB} MiB${method.monitorEventLoop ? ', event loop monitored' : ''}`
   }
 }
 
@@ -100,6 +101,23 @@ export interface Run {
   atEnd: Look | null
   sampler: { busyNs: number; spanNs: number; count: number; periodUs: number; realtime: boolean }
   report?: ReapReport
+  /** killAndReap with monitorEventLoop: the event loop's delay while it ran. */
+  eventLoop?: EventLoopDelay
+  /** The same over 300 ms just before the kill, with nothing to do: the floor the guest and host give. */
+  eventLoopIdle?: EventLoopDelay
+}
+
+/**
+ * perf_hooks.monitorEventLoopDelay({ resolution: 1 }) from just before the
+ * killAndReap call until its promise settled: what the histogram records is
+ * the time between the ticks of a 1 ms timer (so about 1 ms on an idle
+ * loop), in ms.
+ */
+export interface EventLoopDelay {
+  p50: number
+  p99: number
+  max: number
+  count: number
 }
 
 interface HelperLook {
@@ -190,18 +208,25 @@ function helperArgs(victim: Victim, options: RunOptions): string[] {
   return args
 }
 
+/** A release timer is wanted: the helper must learn the kill's time at once. */
+const releasing = (options: RunOptions): boolean => options.starverPid !== undefined && options.releaseAfterMs !== undefined
+
 /** Kills `victim` and frees its memory with `method`; returns the measurements. */
 export async function measure(victim: Victim, method: Method, options: RunOptions = {}): Promise<Run> {
-  if (method.kind === 'killAndReap') return measureKillAndReap(victim, method.chunkBytes, options)
+  if (method.kind === 'killAndReap') return measureKillAndReap(victim, method.chunkBytes, options, method.monitorEventLoop ?? false)
   const args = ['kill', '--method', method.kind, ...helperArgs(victim, options)]
   if (method.kind === 'tryreap') args.push('--cap', String(method.capBytes))
+  // The "killed" line wakes this process: only for live displays.
+  if (options.onKill) args.push('--notify-kill', '1')
   const out = await runHelper(args, (line) => {
     if (line === 'killed') options.onKill?.()
   }).result
   return toRun(out, methodName(method), victim, out.tKill, out.rssBefore * out.pageSize)
 }
 
-async function measureKillAndReap(victim: Victim, chunkBytes: number, options: RunOptions): Promise<Run> {
+const delayOf = (h: IntervalHistogram): EventLoopDelay => ({ p50: h.percentile(50) / 1e6, p99: h.percentile(99) / 1e6, max: h.max / 1e6, count: h.count })
+
+async function measureKillAndReap(victim: Victim, chunkBytes: number, options: RunOptions, monitorEventLoop: boolean): Promise<Run> {
   const waiting = new Map<string, () => void>()
   const answer = (line: string): Promise<void> => new Promise((resolve) => waiting.set(line, resolve))
   const helper = runHelper(['sample', ...helperArgs(victim, options)], (line) => waiting.get(line)?.())
@@ -210,21 +235,39 @@ async function measureKillAndReap(victim: Victim, chunkBytes: number, options: R
   await Promise.race([sampling, failed])
   using pidfd = Pidfd.open(victim.pid)
   const rssBefore = procView(victim.pid).rssBytes
+  let idle: EventLoopDelay | undefined
+  if (monitorEventLoop) {
+    const control = monitorEventLoopDelay({ resolution: 1 })
+    control.enable()
+    await sleep(300)
+    control.disable()
+    idle = delayOf(control)
+  }
   await sleep(3) // a few samples before the kill
   const marked = answer('marked')
   helper.send('mark')
   await Promise.race([marked, failed])
+  // Its 1 ms timer wakes the event loop, which then competes with the job's
+  // thread for CPU 0: runs that monitor it are an arm of their own.
+  const delay = monitorEventLoop ? monitorEventLoopDelay({ resolution: 1 }) : undefined
+  delay?.enable()
   const tKill = Number(process.hrtime.bigint())
   options.onKill?.()
   const reaping = killAndReap(pidfd, { chunkBytes })
-  helper.send(`killed ${tKill}`)
+  // Writing to the helper wakes its main thread on this CPU: at the kill only
+  // for its release timer (the C loop's helper wakes nobody either).
+  if (releasing(options)) helper.send(`killed ${tKill}`)
   const report = await reaping
+  delay?.disable()
+  if (!releasing(options)) helper.send(`killed ${tKill}`)
   helper.send('end')
   await sleep(options.settleMs ?? 30)
   helper.endInput()
   const out = await helper.result
   const run = toRun(out, methodName({ kind: 'killAndReap', chunkBytes }), victim, tKill, rssBefore)
   run.report = report
+  if (delay) run.eventLoop = delayOf(delay)
+  run.eventLoopIdle = idle
   run.exitMs = pidfd.hasExited() ? (run.samples.find((s) => s.rss === 0 && s.t >= 0)?.t ?? null) : null
   return run
 }

@@ -28,6 +28,8 @@ export interface MemoryConfig {
    */
   sweepOwnRunBelowMs: number
   sampleUs: number
+  /** Run only the arms with these ids (PIDFD_REAP_BENCH_ARMS, separated by ';'; default: all of them). */
+  arms?: string[]
   /** Attempts of a run whose starved victim ran, before the round goes on without it. */
   maxAttempts: number
   resamples: number
@@ -45,6 +47,7 @@ export const PLAIN = 'exit (plain)'
 export const MRELEASE = 'process_mrelease'
 export const KILL_AND_REAP = 'killAndReap'
 export const C_LOOP = 'C loop'
+export const KILL_AND_REAP_MONITORED = 'killAndReap, event loop monitored'
 export const sweepExit = (ms: number): string => `exit, starved ${ms / 1000} s`
 export const sweepReap = (ms: number): string => `killAndReap, starved ${ms / 1000} s`
 
@@ -55,12 +58,18 @@ export function memoryArms(config: MemoryConfig): Arm[] {
     { id: MRELEASE, scenario: 'starved', method: { kind: 'mrelease' } },
     { id: C_LOOP, scenario: 'starved', method: { kind: 'tryreap', capBytes: chunkBytes } },
     { id: KILL_AND_REAP, scenario: 'starved', method: { kind: 'killAndReap', chunkBytes } },
+    // The same with monitorEventLoopDelay on, whose 1 ms timer keeps waking
+    // the event loop: its own arm, so that the ratios above stay unperturbed.
+    { id: KILL_AND_REAP_MONITORED, scenario: 'starved', method: { kind: 'killAndReap', chunkBytes, monitorEventLoop: true } },
   ]
   for (const ms of config.sweepMs) {
     arms.push({ id: sweepExit(ms), scenario: 'starved', method: { kind: 'wait' }, releaseAfterMs: ms })
     if (ms < config.sweepOwnRunBelowMs) arms.push({ id: sweepReap(ms), scenario: 'starved', method: { kind: 'killAndReap', chunkBytes }, releaseAfterMs: ms })
   }
-  return arms
+  if (!config.arms) return arms
+  const unknown = config.arms.filter((id) => !arms.some((arm) => arm.id === id))
+  if (unknown.length) throw new Error(`PIDFD_REAP_BENCH_ARMS: no arm ${unknown.map((id) => `'${id}'`).join(', ')} (arms: ${arms.map((arm) => arm.id).join(', ')})`)
+  return arms.filter((arm) => config.arms!.includes(arm.id))
 }
 
 export interface RunRecord {
@@ -142,6 +151,8 @@ export function memoryEstimates(config: MemoryConfig, records: RunRecord[], size
     killAndReap_vs_c_loop_90pct: ratio(kar, t90(C_LOOP)),
     killAndReap_vs_mrelease_90pct: ratio(kar, t90(MRELEASE)),
     freed_while_stuck_fraction: byRound(records, sizeMiB, KILL_AND_REAP, n).map((f) => f?.freedWhileStuckFraction ?? NaN),
+    killAndReap_event_loop_p99_ms: byRound(records, sizeMiB, KILL_AND_REAP_MONITORED, n).map((f) => f?.eventLoopP99Ms ?? NaN),
+    idle_event_loop_p99_ms: byRound(records, sizeMiB, KILL_AND_REAP_MONITORED, n).map((f) => f?.eventLoopIdleP99Ms ?? NaN),
   }
   // The sweep: each starvation length against killAndReap at the same length.
   const sweep: Record<string, unknown>[] = []
@@ -181,7 +192,7 @@ function breakEven(config: MemoryConfig, plain: (number | null)[], sweep: Record
   return { ms: null, text: `waiting for the exit was not slower at any measured length (up to ${config.sweepMs[config.sweepMs.length - 1] / 1000} s)` }
 }
 
-const FIELDS = ['t50', 't90', 't100', 'exitMs', 'freedWhileStuckFraction', 'memFreeVsKernelCount', 'reapCalls', 'callP50Us', 'callMaxUs', 'samplerCpuShare', 'samplerUsPerSample'] as const
+const FIELDS = ['t50', 't90', 't100', 'exitMs', 'freedWhileStuckFraction', 'memFreeVsKernelCount', 'reapCalls', 'allCalls', 'eventLoopP99Ms', 'eventLoopIdleP99Ms', 'callP50Us', 'callMaxUs', 'samplerCpuShare', 'samplerUsPerSample'] as const
 
 /** Per size and arm: median, min and max of each figure over the valid measured runs. */
 export function memorySummary(records: RunRecord[]): Record<string, Record<string, Record<string, unknown>>> {

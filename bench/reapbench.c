@@ -9,8 +9,14 @@
 //        samples while the caller kills and reaps; stdin lines: "mark" (the
 //        caller is about to kill: look at the victim, answer "marked"),
 //        "killed T" (it killed at CLOCK_MONOTONIC ns T: start the release
-//        timer), "end" (it is done reaping: look at the victim again);
+//        timer; sent at the kill only when there is a release timer, else
+//        after the reaping, so that it wakes nothing meanwhile), "end" (it
+//        is done reaping: look at the victim again);
 //        EOF ends the sampling
+//
+// kill mode: --notify-kill 1 prints "killed" right after the kill (live
+// displays); without it nothing wakes the caller before the reaping is over,
+// as nothing does in killAndReap's runs.
 //
 // Sampling options: --sample-cpu C (default 1) --sample-prio N (SCHED_FIFO,
 // default 60: above spin.c's 50, so the sampler preempts the busy loop on the
@@ -42,7 +48,7 @@ static void die(const char *what) {
 
 // ---------------------------------------------------------------- options
 static const char *mode;
-static int opt_pid = -1, opt_release_pid = -1, opt_sample_cpu = 1, opt_sample_prio = 60;
+static int opt_pid = -1, opt_release_pid = -1, opt_sample_cpu = 1, opt_sample_prio = 60, opt_notify_kill = 0;
 static long opt_release_after_ms = -1, opt_sample_us = 1000, opt_settle_ms = 30, opt_timeout_ms = 120000;
 static const char *opt_method = "tryreap";
 static uint64_t opt_cap = 0;  // 0: no cap (SIZE_MAX)
@@ -66,6 +72,7 @@ static void parse(int argc, char **argv) {
     else if (!strcmp(a, "--sample-us")) opt_sample_us = atol(v);
     else if (!strcmp(a, "--settle-ms")) opt_settle_ms = atol(v);
     else if (!strcmp(a, "--timeout-ms")) opt_timeout_ms = atol(v);
+    else if (!strcmp(a, "--notify-kill")) opt_notify_kill = atoi(v);
     else { fprintf(stderr, "reapbench: unknown option %s\n", a); exit(2); }
   }
   if (opt_pid <= 0) { fprintf(stderr, "reapbench: --pid is required\n"); exit(2); }
@@ -296,8 +303,10 @@ static int mode_kill(void) {
   t_kill = reap_now_ns();
   if (syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) != 0) die("pidfd_send_signal");
   uint64_t deadline = t_kill + (uint64_t)opt_timeout_ms * 1000000ull;
-  printf("killed\n");  // for live displays; the JSON line comes last
-  fflush(stdout);
+  if (opt_notify_kill) {
+    printf("killed\n");  // for live displays; the JSON line comes last
+    fflush(stdout);
+  }
   start_release_timer();
   uint64_t t_exit = 0;
   if (is_wait) {

@@ -42,7 +42,7 @@ function ratiosTable(r: Results): string[] {
     const goal = r.goals[key]
     // The interval crosses the goal when one end meets it and the other does not.
     const [op, limit] = goal === undefined ? ['', 0] : [goal.split(' ')[0], Number(goal.split(' ')[1])]
-    const meetsGoal = (v: number): boolean => (op === '<=' ? v <= limit : v >= limit)
+    const meetsGoal = (v: number): boolean => (op === '<' ? v < limit : op === '<=' ? v <= limit : v >= limit)
     const crosses = goal !== undefined && meetsGoal(lo) !== meetsGoal(hi)
     const verdict = goal === undefined ? '–' : `${r.pass[key] ? 'pass' : '**fail**'}${crosses ? ' (the interval crosses the goal)' : ''}`
     lines.push(`| \`${key}\` | ${definition(key).what} | ${fmtRatio(value)} | ${fmtRatio(lo)}–${fmtRatio(hi)} | ${goal ?? '–'} | ${verdict} |`)
@@ -82,19 +82,21 @@ function memoryText(r: Results): string[] {
       '"Back" = MemFree (sysinfo) risen since just before the kill by 50/90/97 % of what the victim held; "stuck" = until the last look at the victim before it could run (end of the reaping, or the end of the busy loop), ' +
       'and a run whose victim\'s CPU time or context switches changed by then is invalid and repeated.',
     '',
-    '| method | runs | 50 % back | 90 % back | 97 % back | victim exited | back while stuck | MemFree ÷ kernel count | calls | sampler CPU |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| method | runs | 50 % back | 90 % back | 97 % back | victim exited | back while stuck | MemFree ÷ kernel count | calls | of which reaped | event loop p99 (idle) | sampler CPU |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ]
+  const count = (v: number): string => v.toFixed(0)
   for (const [arm, a] of Object.entries<any>(arms)) {
     lines.push(
       `| ${arm} | ${a.runs} | ${spreadText(a.t50, fmtMs)} | ${spreadText(a.t90, fmtMs)} | ${spreadText(a.t100, fmtMs)} | ${spreadText(a.exitMs, fmtMs)} | ${spreadText(a.freedWhileStuckFraction, pct)} | ` +
-        `${spreadText(a.memFreeVsKernelCount, (v) => v.toFixed(3))} | ${spreadText(a.reapCalls, (v) => v.toFixed(0))} | ${spreadText(a.samplerCpuShare, pct)} |`,
+        `${spreadText(a.memFreeVsKernelCount, (v) => v.toFixed(3))} | ${spreadText(a.allCalls ?? a.reapCalls, count)} | ${spreadText(a.allCalls ? a.reapCalls : undefined, count)} | ${spreadText(a.eventLoopP99Ms, fmtMs)}${a.eventLoopIdleP99Ms?.median != null ? ` (${spreadText(a.eventLoopIdleP99Ms, fmtMs)})` : ''} | ${spreadText(a.samplerCpuShare, pct)} |`,
     )
   }
   const sampler = Object.values<any>(arms).map((a) => a.samplerUsPerSample?.median).filter((v) => typeof v === 'number')
   lines.push(
     '',
-    'Median (min–max) over the valid measured rounds; times from SIGKILL. "MemFree ÷ kernel count": MemFree\'s rise at the end of the reaping over what `/sys/kernel/mm/reap_dying/pages_reaped` counted ' +
+    'Median (min–max) over the valid measured rounds; times from SIGKILL. "calls": every reaping call, whatever it answered (bytes, 0, EAGAIN, EBUSY...); "of which reaped": those that returned bytes (not known one by one for killAndReap: –). ' +
+      '"event loop p99": perf_hooks.monitorEventLoopDelay({ resolution: 1 }) while killAndReap ran, only in the arm that monitors it, and in parentheses over 300 ms of doing nothing just before the kill (what the guest and the host alone cost the loop). "MemFree ÷ kernel count": MemFree\'s rise at the end of the reaping over what `/sys/kernel/mm/reap_dying/pages_reaped` counted ' +
       '(process_mrelease is not counted there: –). ' +
       `The sampler (MemFree by sysinfo, RSS and the counter by pread) costs ${sampler.length ? fmtUs(Math.max(...sampler)) : '–'} per sample at most; "sampler CPU" is its share of CPU 1, which the exit of an unstarved victim shares.`,
   )
