@@ -102,6 +102,34 @@ export function computeRatios(measured: Run[][], resamples: number, rand: () => 
     denominator: 'mixed-1MiB-2reapers: the same, two reapers (one per CPU) until both saw the 0',
     perRound: speedup,
     wallMsMedian: [median(oneReaper.map((r) => r.out.wallNs)) / 1e6, median(twoReapers.map((r) => r.out.wallNs)) / 1e6],
+    // Until the last call that returned bytes (the closing pass that proves
+    // nothing is left not included): the memory back, not the protocol.
+    freedSpeedupMedian: median(all.map((i) => oneReaper[i].out.freedNs / twoReapers[i].out.freedNs)),
+    /** The second reaper's part of the bytes: about 0.5 when the claims split the work. */
+    secondReaperShareMedian: median(twoReapers.map((r) => r.out.secondBytes / Math.max(1, r.out.bytes))),
+    uncontendedRounds: uncontended(speedup, oneReaper, twoReapers),
+    // The same work split in two in user space, just before each two-reaper
+    // kill: what the vCPUs could give at all (2: two host cores for the guest).
+    userSpaceSpeedupPerRound: twoReapers.map((r) => r.out.parallelControlNs[0] / r.out.parallelControlNs[1]),
+  }
+
+  // One killing call on a live victim: what it reaped ÷ the RSS just before it.
+  const kill = byArm('kill-uncapped')
+  const killed = (run: Run): number => Math.max(0, run.out.killResult)
+  const fraction = kill.map((run) => killed(run) / (run.out.rssBefore * run.out.pageSize))
+  estimates.kill_call_reaped_fraction = boot(perRound(fraction))
+  details.kill_call_reaped_fraction = {
+    estimator: 'median of the per-round values; bootstrap over rounds',
+    numerator: "kill-uncapped: the result of try_reap_dying_process(pidfd, TRY_REAP_KILL, SIZE_MAX) on the live, frozen victim (bytes it unmapped)",
+    denominator: "the victim's RSS (/proc/PID/statm) just before that call",
+    perRound: fraction,
+    victimCheck: 'the victim frozen and its CPU time, context switches and se.sum_exec_runtime unchanged from before the call to after the last call (else the round is repeated)',
+    rssMiBMedian: median(kill.map((r) => (r.out.rssBefore * r.out.pageSize) / MiB)),
+    killCallMiBMedian: median(kill.map((r) => killed(r) / MiB)),
+    killCallMsMedian: median(kill.map((r) => r.out.ns[0] / 1e6)),
+    /** What the calls after it (without the flag, until the 0) still found. */
+    afterKillCallMiBMedian: median(kill.map((r) => (r.out.bytes - killed(r)) / MiB)),
+    callsMedian: median(kill.map((r) => r.out.calls)),
   }
 
   const uncapped = byArm('mixed-uncapped')

@@ -1,6 +1,7 @@
 // The runs of the bounds part (bench/bounds.ts): one victim per run of the C
 // helper bench/bounds.c, built ahead and frozen, then killed and reaped; what
-// each run measured; and the checks of its kernel answers against the v2 ABI.
+// each run measured; and the checks of its kernel answers against the ABI
+// (/work/spec-v2.md, and v3's TRY_REAP_KILL for the kill arm).
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -32,7 +33,8 @@ export interface Arm {
   id: string
   what: string
   layout: Layout
-  method: 'tryreap' | 'mrelease'
+  /** kill: the first call is try_reap_dying_process(pidfd, TRY_REAP_KILL, cap) on the live (frozen) victim, no SIGKILL before. */
+  method: 'tryreap' | 'kill' | 'mrelease'
   /** Bytes per call; 0: no cap (SIZE_MAX). */
   capBytes: number
   /** 2: a second reaper on the other CPU calls at the same time. */
@@ -60,6 +62,16 @@ export interface RunOutput {
   maxResult: number
   /** From the kill to the end of the last call. */
   wallNs: number
+  /** From the kill to the end of the last call that returned bytes (either reaper); 0 if none did. */
+  freedNs: number
+  /** The first call killed (TRY_REAP_KILL), and what it returned (bytes or -errno; 0 when it did not kill). */
+  killCall: boolean
+  killResult: number
+  reapers: number
+  secondCalls: number
+  secondBytes: number
+  /** --reapers 2, before the kill: a user-space loop of 2 W on one CPU, and of W on each CPU at once (ns); [0, 0] otherwise. */
+  parallelControlNs: [number, number]
   /** From the thaw until the victim was waited for. */
   exitMs: number
   /** The whole run, as the driver saw it (set by bounds.ts). */
@@ -265,11 +277,12 @@ export function anomalies(run: Run, arm: Arm): string[] {
   const o = run.out
   const found: string[] = []
   const pageAlign = (n: number): number => Math.ceil(n / o.pageSize) * o.pageSize
-  if (arm.method === 'tryreap') {
+  if (arm.method !== 'mrelease') {
     if (arm.capBytes) {
       const over = run.rets.filter((r) => r > pageAlign(arm.capBytes) && r !== 2 * MiB)
       if (over.length) found.push(`result above the cap and not one THP: ${[...new Set(over)].join(', ')} (cap ${arm.capBytes})`)
     }
+    if (arm.method === 'kill' && o.killResult <= 0) found.push(`the killing call (TRY_REAP_KILL, cap ${arm.capBytes || 'SIZE_MAX'}) on a live victim returned ${o.killResult}`)
     if (o.again !== 0) found.push(`the call after a 0 returned ${o.again} (spec: 0 again until the mm is released, then ESRCH)`)
     if (o.otherErrors) found.push(`error ${o.firstOther} while reaping`)
     if (o.counters.pagesReaped * o.pageSize !== o.bytes) {

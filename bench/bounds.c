@@ -6,9 +6,13 @@
 // not run between the kill and the end, thaw it, wait for it. Prints one
 // JSON object on stdout.
 //
-//   bounds run --freezer DIR --method tryreap|mrelease [--cap BYTES]
+//   bounds run --freezer DIR --method tryreap|kill|mrelease [--cap BYTES]
 //              [layout options] [--build-cpu B] [--cpu C] [--max-calls N]
 //              [--timeout-ms MS] [--reapers 2]
+//        --method kill: no SIGKILL first; the first call is
+//        try_reap_dying_process(pidfd, TRY_REAP_KILL, cap) on the live
+//        (frozen) victim, which kills and reaps in one call (series v3);
+//        the loop then goes on without the flag until the 0
 //        --reapers 2: a second thread, on the other CPU, calls try_reap on
 //        the same pidfd at the same time (started before the kill, spinning
 //        until it); the run ends when both have seen the 0
@@ -111,7 +115,7 @@ static int opt_reapers = 1;
 
 static void parse(int argc, char **argv) {
   if (argc < 2 || (strcmp(argv[1], "run") && strcmp(argv[1], "clones"))) {
-    fprintf(stderr, "usage: bounds run|clones --freezer GROUP [--method tryreap|mrelease] [--cap BYTES] [layout] (see the source)\n");
+    fprintf(stderr, "usage: bounds run|clones --freezer GROUP [--method tryreap|kill|mrelease] [--cap BYTES] [layout] (see the source)\n");
     exit(2);
   }
   opt_mode = argv[1];
@@ -138,7 +142,7 @@ static void parse(int argc, char **argv) {
   }
   if (!opt_freezer) { fprintf(stderr, "bounds: --freezer is required\n"); exit(2); }
   if (opt_build_cpu < 0) opt_build_cpu = opt_cpu;
-  if (strcmp(opt_method, "tryreap") && strcmp(opt_method, "mrelease")) {
+  if (strcmp(opt_method, "tryreap") && strcmp(opt_method, "kill") && strcmp(opt_method, "mrelease")) {
     fprintf(stderr, "bounds: unknown method %s\n", opt_method);
     exit(2);
   }
@@ -322,14 +326,18 @@ struct call {
 static struct call *calls;
 static long ncalls;
 
-static long timed(long nr, int pidfd, size_t cap) {
+static uint64_t last_end;  // when the last timed call returned
+
+static long timed_flags(long nr, int pidfd, unsigned int flags, size_t cap) {
   uint64_t start = reap_now_ns();
-  long ret = nr == SYS_process_mrelease ? syscall(nr, pidfd, 0) : syscall(nr, pidfd, 0, cap);
-  uint64_t end = reap_now_ns();
+  long ret = nr == SYS_process_mrelease ? syscall(nr, pidfd, 0) : syscall(nr, pidfd, flags, cap);
+  uint64_t end = last_end = reap_now_ns();
   ret = ret < 0 ? -errno : ret;
   if (ncalls < opt_max_calls) calls[ncalls++] = (struct call){end - start, ret};
   return ret;
 }
+
+static long timed(long nr, int pidfd, size_t cap) { return timed_flags(nr, pidfd, 0, cap); }
 
 // A fixed piece of user-space work, timed: the best of three. Under QEMU TCG
 // on a busy host the vCPU thread may share a host core; this shows how fast
@@ -344,6 +352,52 @@ static uint64_t calibrate(void) {
     if (ns < best) best = ns;
   }
   return best;
+}
+
+// How much two vCPUs can work at once right now (--reapers 2, before the
+// kill): a fixed user-space loop of 2 W on this CPU alone, then W on each
+// CPU at the same time (wall until both are done). Under QEMU TCG on a busy
+// host the two vCPU threads may not get two host cores: then no two
+// reapers can go faster than one, whatever the kernel does.
+#define CONTROL_LOOPS 20000000UL
+
+static void spin_work(unsigned long n) {
+  for (volatile unsigned long i = 0; i < n; i++) {
+  }
+}
+
+struct control_half {
+  int cpu;
+  atomic_int ready, go;
+  uint64_t end;
+};
+
+static void *control_other(void *arg) {
+  struct control_half *h = arg;
+  pin(h->cpu);
+  atomic_store(&h->ready, 1);
+  while (!atomic_load(&h->go)) {
+  }
+  spin_work(CONTROL_LOOPS);
+  h->end = reap_now_ns();
+  return NULL;
+}
+
+static void parallel_control(int other_cpu, uint64_t *one_ns, uint64_t *two_ns) {
+  uint64_t t0 = reap_now_ns();
+  spin_work(2 * CONTROL_LOOPS);
+  *one_ns = reap_now_ns() - t0;
+  struct control_half h = {.cpu = other_cpu};
+  pthread_t thread;
+  if (pthread_create(&thread, NULL, control_other, &h) != 0) die("pthread_create");
+  while (!atomic_load(&h.ready)) {
+  }
+  t0 = reap_now_ns();
+  atomic_store(&h.go, 1);
+  spin_work(CONTROL_LOOPS);
+  uint64_t end = reap_now_ns();
+  pthread_join(thread, NULL);
+  *two_ns = (h.end > end ? h.end : end) - t0;
 }
 
 // ---------------------------------------------------------------- output
@@ -361,6 +415,7 @@ struct second_reaper {
   atomic_int go;
   long long bytes;
   long calls, error;
+  uint64_t last_bytes_ns;  // when its last call that returned bytes returned
 };
 
 static void *second_reaper(void *arg) {
@@ -371,8 +426,10 @@ static void *second_reaper(void *arg) {
   for (;;) {
     long ret = syscall(h->nr, h->pidfd, 0, h->cap);
     h->calls++;
-    if (ret > 0) h->bytes += ret;
-    else if (ret == 0) break;
+    if (ret > 0) {
+      h->bytes += ret;
+      h->last_bytes_ns = reap_now_ns();
+    } else if (ret == 0) break;
     else if (errno != EAGAIN && errno != EBUSY) { h->error = -errno; break; }
   }
   return NULL;
@@ -493,7 +550,7 @@ int main(int argc, char **argv) {
   parse(argc, argv);
   pin(opt_build_cpu);  // the victim inherits it
   long nr = -1;
-  if (!strcmp(opt_method, "tryreap")) {
+  if (strcmp(opt_method, "mrelease")) {
     nr = reap_syscall_nr();
     if (nr < 0) { fprintf(stderr, "bounds: try_reap_dying_process not available (no /sys/kernel/mm/reap_dying/syscall_nr)\n"); return 3; }
   } else {
@@ -538,6 +595,8 @@ int main(int argc, char **argv) {
     die("no go on stdin");
   }
   pin(opt_cpu);
+  uint64_t control_one = 0, control_two = 0;
+  if (opt_reapers == 2) parallel_control(opt_cpu ? 0 : 1, &control_one, &control_two);
   int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
   if (pidfd < 0) die("pidfd_open");
   long long rss_before = reap_rss_pages(pid);
@@ -554,23 +613,44 @@ int main(int argc, char **argv) {
   pthread_t second_thread;
   int two = opt_reapers == 2 && nr != SYS_process_mrelease;
   if (two && pthread_create(&second_thread, NULL, second_reaper, &second) != 0) die("pthread_create");
-  if (syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) != 0) die("pidfd_send_signal");
+  int kill_call = !strcmp(opt_method, "kill");
+  uint64_t t_kill = reap_now_ns(), last_bytes = 0;
+  // --method kill: the first call kills and reaps (TRY_REAP_KILL); else SIGKILL first.
+  long kill_ret = kill_call ? timed_flags(nr, pidfd, TRY_REAP_KILL, cap) : 0;
+  if (!kill_call && syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) != 0) die("pidfd_send_signal");
   if (two) atomic_store(&second.go, 1);
-  uint64_t t_kill = reap_now_ns(), deadline = t_kill + (uint64_t)opt_timeout_ms * 1000000ull;
+  uint64_t deadline = t_kill + (uint64_t)opt_timeout_ms * 1000000ull;
   long ebusy = 0, eagain = 0, positive = 0, other = 0, first_other = 0;
   long long bytes = 0, max_ret = 0;
   const char *ended = "zero";
+  if (kill_call) {
+    // Counted as the loop counts its calls.
+    if (kill_ret > 0) {
+      positive++;
+      bytes = max_ret = kill_ret;
+      last_bytes = last_end;
+    } else if (kill_ret == -EAGAIN) {
+      eagain++;
+    } else if (kill_ret == -EBUSY) {
+      ebusy++;
+    } else if (kill_ret < 0) {
+      other++;
+      first_other = kill_ret;
+      ended = "error";
+    }
+  }
   if (nr == SYS_process_mrelease) {
     long ret = timed(nr, pidfd, 0);
     ended = ret == 0 ? "done" : "error";
     if (ret < 0) { other++; first_other = ret; }
-  } else {
+  } else if (!other) {  // (the kill call's error ends the run)
     for (;;) {
       long ret = timed(nr, pidfd, cap);
       if (ret > 0) {
         positive++;
         bytes += ret;
         if (ret > max_ret) max_ret = ret;
+        last_bytes = last_end;
       } else if (ret == -EAGAIN) {
         eagain++;
       } else if (ret == -EBUSY) {
@@ -589,6 +669,7 @@ int main(int argc, char **argv) {
   }
   if (two) {
     pthread_join(second_thread, NULL);
+    if (second.last_bytes_ns > last_bytes) last_bytes = second.last_bytes_ns;
     bytes += second.bytes;
     if (second.error) { other++; first_other = second.error; ended = "error"; }
   }
@@ -618,8 +699,11 @@ int main(int argc, char **argv) {
          sysconf(_SC_PAGESIZE), rss_before, rss_after);
   printf("\"ended\":\"%s\",\"again\":%ld,\"calls\":%ld,\"positive\":%ld,\"eagain\":%ld,\"ebusy\":%ld,\"otherErrors\":%ld,\"firstOther\":%ld,",
          ended, again, ncalls, positive, eagain, ebusy, other, first_other);
-  printf("\"bytes\":%lld,\"maxResult\":%lld,\"wallNs\":%" PRIu64 ",\"exitMs\":%.1f,", bytes, max_ret, t_end - t_kill, exit_ms);
+  printf("\"bytes\":%lld,\"maxResult\":%lld,\"wallNs\":%" PRIu64 ",\"freedNs\":%" PRIu64 ",\"exitMs\":%.1f,", bytes, max_ret, t_end - t_kill,
+         last_bytes ? last_bytes - t_kill : 0, exit_ms);
+  printf("\"killCall\":%s,\"killResult\":%ld,", kill_call ? "true" : "false", kill_ret);
   printf("\"reapers\":%d,\"secondCalls\":%ld,\"secondBytes\":%lld,", two ? 2 : 1, second.calls, second.bytes);
+  printf("\"parallelControlNs\":[%" PRIu64 ",%" PRIu64 "],", control_one, control_two);
   printf("\"counters\":{\"calls\":%lld,\"pagesReaped\":%lld,\"busy\":%lld},", c1.calls - c0.calls,
          c1.pages_reaped - c0.pages_reaped, c1.busy - c0.busy);
   printf("\"calibrationNs\":[%" PRIu64 ",%" PRIu64 "],", cal_before, cal_after);

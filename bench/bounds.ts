@@ -6,7 +6,7 @@
 // the ratios come from bounds-ratios.ts. This file: the settings, the
 // victims, the rounds (repeated when a victim ran) and the section it
 // returns for results.json.
-import { Freezer } from '../victims'
+import { Freezer, mixOf } from '../victims'
 import { type Arm, type Layout, type Run, KiB, RUN_COLUMNS, anomalies, invalidReason, oddity, runRound, runRow, slowdowns } from './bounds-run'
 import { QUIET, armSummary, computeRatios } from './bounds-ratios'
 import { median, round, shuffled, type Estimate } from './stats'
@@ -19,6 +19,8 @@ export interface BoundsConfig {
   cpu: number
   /** Size of the victims of the total-time and throughput ratios. */
   bigMiB: number
+  /** Size of the live victim that one TRY_REAP_KILL call kills and reaps. */
+  killMiB: number
   /** Rounds whose victim ran (or that failed) may be repeated this many times in all. */
   maxInvalid: number
   /** MiB of MemAvailable left free when victims are built ahead of their measuring. */
@@ -40,6 +42,7 @@ export function boundsConfig(common: { rounds: number; warmup: number; resamples
     ...common,
     cpu: envInt(env, 'PIDFD_REAP_BOUNDS_CPU', 1),
     bigMiB: envInt(env, 'PIDFD_REAP_BOUNDS_BIG_MIB', 256),
+    killMiB: envInt(env, 'PIDFD_REAP_BOUNDS_KILL_MIB', 1024),
     maxInvalid: Math.max(3, common.rounds),
     reserveMiB: 768,
   }
@@ -51,6 +54,8 @@ export function arms(config: BoundsConfig): Arm[] {
   // Thousands of VMAs whatever the size: 64 KiB each (4096 of them at 256 MiB).
   const spread: Layout = { vmas: (big * KiB) / 64, vmaKiB: 64 }
   const tryreap = (id: string, what: string, layout: Layout, capBytes: number): Arm => ({ id, what, layout, method: 'tryreap', capBytes })
+  const k = config.killMiB
+  const live: Layout = { ...mixOf(k), filePath: config.filePath }
   return [
     tryreap('4KiB-dense', 'dense: 4 MiB of 4 KiB pages', { anonMiB: 4 }, 4 * KiB),
     tryreap('4KiB-reserved', 'the same + an empty 1 TiB PROT_NONE reservation', { reserveGiB: 1024, anonMiB: 4 }, 4 * KiB),
@@ -61,6 +66,13 @@ export function arms(config: BoundsConfig): Arm[] {
     { id: 'mixed-mrelease', what: 'the same, process_mrelease', layout: mixed, method: 'mrelease', capBytes: 0 },
     tryreap('spread-1MiB', `spread ${big} MiB: 4 KiB pages in ${spread.vmas} VMAs of ${spread.vmaKiB} KiB (alternating protections)`, spread, 1024 * KiB),
     tryreap('spread-uncapped', 'the same, one uncapped call (SIZE_MAX)', spread, 0),
+    {
+      id: 'kill-uncapped',
+      what: `live mixed ${k} MiB victim (frozen, not killed; same shares): one try_reap_dying_process(pidfd, TRY_REAP_KILL, SIZE_MAX) kills and reaps it, then calls without the flag until the 0`,
+      layout: live,
+      method: 'kill',
+      capBytes: 0,
+    },
   ]
 }
 
@@ -160,7 +172,8 @@ export async function runBounds(config: BoundsConfig, rand: () => number): Promi
         victimCheck:
           'utime, stime, voluntary and involuntary context switches, se.sum_exec_runtime and the freezer state, read before the kill and after the last call, unchanged; else the round is repeated',
         placement: `reaper and victim on CPU ${config.cpu}, nothing else runnable there; the Node driver on CPU 0`,
-        calls: 'try_reap_dying_process called until it returns 0 (EAGAIN and EBUSY: called again at once); one more call checks that 0 stays 0 (not timed)',
+        calls:
+          'try_reap_dying_process called until it returns 0 (EAGAIN and EBUSY: called again at once); one more call checks that 0 stays 0 (not timed); kill-uncapped: no SIGKILL, the first call (TRY_REAP_KILL) kills',
         timing: 'CLOCK_MONOTONIC around each syscall (in-syscall wall time)',
         p99: 'nearest rank (the ceil(0.99 n)-th smallest) over all calls but EBUSY, pooled over the measured rounds per side',
         interval: `percentile bootstrap 95 %, ${config.resamples} resamples of the rounds (paired: a round's runs stay together)`,

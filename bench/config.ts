@@ -118,5 +118,5 @@ const INFORMATIONAL = new Set(['PIDFD_REAP_BENCH_ACCEL', 'PIDFD_REAP_BENCH_HOST'
 export function fileMiB(config: BenchConfig): number {
   const { anon, thp, file } = config.memory.shares
   const share = file / (anon + thp + file)
-  return Math.ceil(Math.max(config.latency.parentMiB, config.bounds.bigMiB / 4, ...config.memory.sizesMiB.map((s) => s * share)))
+  return Math.ceil(Math.max(config.latency.parentMiB, config.bounds.bigMiB / 4, config.bounds.killMiB / 4, ...config.memory.sizesMiB.map((s) => s * share)))
 }

@@ -69,6 +69,10 @@ export const DEFINITIONS: Record<string, RatioDefinition> = {
     what: 'wall time from the kill to the 0 with 1 MiB calls: one reaper ÷ two reapers at once (one per CPU), same frozen mixed victim',
     goal: ge(1.6),
   },
+  kill_call_reaped_fraction: {
+    what: "not a ratio of two runs: the result of one try_reap_dying_process(pidfd, TRY_REAP_KILL, SIZE_MAX) on a live mixed 1 GiB victim (frozen, not killed before) ÷ the victim's RSS just before it; the victim did not run",
+    goal: ge(0.9),
+  },
   p99_4KiB_reserved_vs_dense: { what: 'p99 of a 4 KiB-capped call: a victim with an empty 1 TiB PROT_NONE reservation ÷ the dense victim', goal: le(2) },
   p99_4KiB_vmas_vs_dense: { what: 'p99 of a 4 KiB-capped call: 10000 one-page VMAs ÷ the dense victim', goal: le(2) },
 }
