@@ -1,5 +1,5 @@
 // `npm run bench` inside the patched guest (bench/run boots it): runs the
-// parts (calls.ts, latency.ts, bounds.ts, memory.ts), turns their per-round
+// parts (calls.ts, latency.ts, bounds.ts, memory.ts, shrinker.ts), turns their per-round
 // numbers into the tracked ratios (ratios.ts) and writes results.json,
 // results.md and the charts (report.ts, charts.ts).
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs'
@@ -13,6 +13,7 @@ import { runLatency } from './latency'
 import { RECORD_COLUMNS, memoryEstimates, memorySummary, recordRow, runMemory } from './memory'
 import { smallFreeLists } from './measure'
 import { provenance } from './provenance'
+import { runShrinker } from './shrinker'
 import { ratioFields } from './ratios'
 import { writeArtifacts } from './report'
 import { bootstrap, median, pairedRatio, type Estimate } from './stats'
@@ -90,6 +91,12 @@ export async function runBench(config: BenchConfig = benchConfig()): Promise<voi
         invalidRuns: records.filter((r) => !r.valid).map((r) => ({ sizeMiB: r.sizeMiB, round: r.round, arm: r.arm, attempt: r.attempt, stuckUntilMs: r.figures.stuckUntilMs })),
         runs: { columns: RECORD_COLUMNS, rows: records.map(recordRow) },
       }
+    }
+    // Last: its allocations against a full guest push page cache out.
+    if (config.parts.includes('shrinker')) {
+      const shrinker = await timed('shrinker', () => runShrinker(config.shrinker, rand))
+      Object.assign(estimates, shrinker.estimates)
+      results.shrinker = shrinker.section
     }
   } finally {
     restoreFreeLists()

@@ -23,6 +23,18 @@
 //        cap) and prints one JSON line; EOF ends. The pages stay mapped by
 //        the parent, so the calls unmap without freeing: this is how the
 //        p99 of a 64 MiB call gets 1000 samples without building 64 GiB.
+//   bounds stall --freezer DIR --alloc-mib N [--victim-mib V] [--cpu C]
+//              [--build-cpu B] [--timeout-ms MS]
+//        the shrinker part (bench/shrinker.ts): with --victim-mib, a victim
+//        of V MiB of 4 KiB anonymous pages (populated by two threads, one
+//        per CPU, for speed; joined before the freeze) is frozen and killed
+//        by one try_reap_dying_process(pidfd, TRY_REAP_KILL, 0): killed,
+//        doomed, nothing reaped. Then a child on CPU C maps N MiB of 4 KiB
+//        anonymous pages and populates them (MADV_POPULATE_WRITE), timed
+//        from before the mmap to the end of the populate; it keeps them
+//        while the victim and /proc/vmstat are looked at again. Without
+//        --victim-mib: the same allocation with memory free. Whatever
+//        /sys/kernel/mm/reap_dying/shrinker_enabled says is the driver's.
 //
 // Two phases, so that the driver can build victims while none is measured:
 // the victim is built on CPU B (default: C) and frozen in its own cgroup
@@ -112,10 +124,11 @@ static unsigned long opt_reserve_gib, opt_anon, opt_thp, opt_file, opt_sparse, o
 static int opt_cpu = 1, opt_build_cpu = -1;
 static long opt_max_calls = 4000000, opt_timeout_ms = 120000;
 static int opt_reapers = 1;
+static unsigned long opt_victim_mib, opt_alloc_mib;
 
 static void parse(int argc, char **argv) {
-  if (argc < 2 || (strcmp(argv[1], "run") && strcmp(argv[1], "clones"))) {
-    fprintf(stderr, "usage: bounds run|clones --freezer GROUP [--method tryreap|kill|mrelease] [--cap BYTES] [layout] (see the source)\n");
+  if (argc < 2 || (strcmp(argv[1], "run") && strcmp(argv[1], "clones") && strcmp(argv[1], "stall"))) {
+    fprintf(stderr, "usage: bounds run|clones|stall --freezer GROUP [--method tryreap|kill|mrelease] [--cap BYTES] [layout] (see the source)\n");
     exit(2);
   }
   opt_mode = argv[1];
@@ -138,6 +151,8 @@ static void parse(int argc, char **argv) {
     else if (!strcmp(a, "--max-calls")) opt_max_calls = atol(v);
     else if (!strcmp(a, "--timeout-ms")) opt_timeout_ms = atol(v);
     else if (!strcmp(a, "--reapers")) opt_reapers = atoi(v);
+    else if (!strcmp(a, "--victim-mib")) opt_victim_mib = strtoul(v, NULL, 10);
+    else if (!strcmp(a, "--alloc-mib")) opt_alloc_mib = strtoul(v, NULL, 10);
     else { fprintf(stderr, "bounds: unknown option %s\n", a); exit(2); }
   }
   if (!opt_freezer) { fprintf(stderr, "bounds: --freezer is required\n"); exit(2); }
@@ -148,6 +163,7 @@ static void parse(int argc, char **argv) {
   }
   if (opt_reapers < 1 || opt_reapers > 2) { fprintf(stderr, "bounds: --reapers is 1 or 2\n"); exit(2); }
   if (opt_vma_kib == 0 || opt_vma_kib % 4) { fprintf(stderr, "bounds: --vma-kib must be a multiple of 4\n"); exit(2); }
+  if (!strcmp(opt_mode, "stall") && !opt_alloc_mib) { fprintf(stderr, "bounds: stall needs --alloc-mib\n"); exit(2); }
 }
 
 // ---------------------------------------------------------------- the victim
@@ -546,6 +562,183 @@ static int clones_main(long nr) {
   return 0;
 }
 
+// ---------------------------------------------------------------- stall
+// What the shrinker part reads around the allocation.
+static const char *stall_keys[] = {
+    "reap_dying_shrinker_pages", "reap_dying_pages", "oom_kill", "allocstall_dma32", "allocstall_normal",
+    "allocstall_movable", "pgscan_kswapd", "pgscan_direct", "pgsteal_kswapd", "pgsteal_direct",
+    "slabs_scanned", "workingset_refault_file", "pgmajfault", "kswapd_low_wmark_hit_quickly"};
+#define NSTALL (sizeof stall_keys / sizeof *stall_keys)
+
+static void read_stall_vmstat(long long *out) {
+  static char buf[16384];
+  char key[64];
+  int ok = reap_read_text("/proc/vmstat", buf, sizeof buf) > 0;
+  for (size_t i = 0; i < NSTALL; i++) {
+    snprintf(key, sizeof key, "\n%s ", stall_keys[i]);
+    out[i] = ok ? reap_field_after(buf, key) : -1;
+  }
+}
+
+static long long meminfo_kib(const char *key) {
+  static char buf[8192];
+  return reap_read_text("/proc/meminfo", buf, sizeof buf) > 0 ? reap_field_after(buf, key) : -1;
+}
+
+struct half {
+  char *p;
+  size_t bytes;
+  int cpu;
+};
+
+static void *populate_half(void *arg) {
+  struct half *h = arg;
+  pin(h->cpu);
+  populate(h->p, h->bytes);
+  return NULL;
+}
+
+// The victim of the stall mode: V MiB of 4 KiB anonymous pages, populated
+// by two threads (one per CPU), which are joined before it says it is ready.
+static void build_stall_victim(void) {
+  size_t bytes = opt_victim_mib * MIB, first = (bytes / 2) & ~(size_t)(sysconf(_SC_PAGESIZE) - 1);
+  char *p = map_anon(bytes, MADV_NOHUGEPAGE);
+  struct half halves[2] = {{p, first, 0}, {p + first, bytes - first, 1}};
+  pthread_t threads[2];
+  for (int i = 0; i < 2; i++)
+    if (pthread_create(&threads[i], NULL, populate_half, &halves[i]) != 0) die("pthread_create");
+  for (int i = 0; i < 2; i++) pthread_join(threads[i], NULL);
+}
+
+// The allocation: a child on opt_cpu maps and populates N MiB; it writes
+// its two timestamps (or the errno) to `out`, then keeps the memory until
+// `hold` reaches EOF.
+static pid_t start_allocation(int *out_fd, int *hold_fd) {
+  int out[2], hold[2];
+  if (pipe(out) != 0 || pipe(hold) != 0) die("pipe");
+  pid_t child = fork();
+  if (child < 0) die("fork");
+  if (child == 0) {
+    close(out[0]);
+    close(hold[1]);
+    pin(opt_cpu);
+    uint64_t t[3] = {reap_now_ns(), 0, 0};
+    size_t bytes = opt_alloc_mib * MIB;
+    char *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED || madvise(p, bytes, MADV_NOHUGEPAGE) != 0 || madvise(p, bytes, MADV_POPULATE_WRITE) != 0) t[2] = (uint64_t)errno;
+    t[1] = reap_now_ns();
+    if (write(out[1], t, sizeof t) != sizeof t) _exit(1);
+    char byte;
+    while (read(hold[0], &byte, 1) > 0) {
+    }
+    _exit(0);
+  }
+  close(out[1]);
+  close(hold[0]);
+  *out_fd = out[0];
+  *hold_fd = hold[1];
+  return child;
+}
+
+static int stall_main(long nr) {
+  pid_t pid = 0;
+  int pidfd = -1;
+  double setup_ms = 0;
+  long kill_ret = 0;
+  uint64_t kill_ns = 0;
+  long long rss_before = -1, rss_killed = -1;
+  struct reap_ran before = {-1, -1, -1, -1, -1, '?'}, after = before;  // no victim: "?"
+  int frozen_before = 0, frozen_after = 0;
+  if (opt_victim_mib) {
+    int ready[2];
+    if (pipe(ready) != 0) die("pipe");
+    uint64_t t_setup = reap_now_ns();
+    pid = victim = fork();
+    if (pid < 0) die("fork");
+    if (pid == 0) {
+      close(ready[0]);
+      build_stall_victim();
+      pin(opt_build_cpu);
+      if (write(ready[1], "r", 1) != 1) _exit(1);
+      for (;;) pause();
+    }
+    close(ready[1]);
+    char byte;
+    if (read(ready[0], &byte, 1) != 1) {
+      errno = EIO;
+      die("the victim failed to build");
+    }
+    close(ready[0]);
+    setup_ms = (double)(reap_now_ns() - t_setup) / 1e6;
+    freeze(pid);
+    pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0) die("pidfd_open");
+    rss_before = reap_rss_pages(pid);
+    before = reap_read_ran(pid);
+    frozen_before = frozen();
+    // Killed, doomed (kept reachable, on the shrinker's list), nothing reaped.
+    uint64_t t0 = reap_now_ns();
+    kill_ret = syscall(nr, pidfd, TRY_REAP_KILL, (size_t)0);
+    kill_ns = reap_now_ns() - t0;
+    if (kill_ret < 0) kill_ret = -errno;
+    rss_killed = reap_rss_pages(pid);
+  }
+  long long vm0[NSTALL], vm1[NSTALL];
+  long long free_before = meminfo_kib("\nMemFree:"), available_before = meminfo_kib("\nMemAvailable:");
+  read_stall_vmstat(vm0);
+  int out_fd, hold_fd;
+  pid_t alloc = start_allocation(&out_fd, &hold_fd);
+  uint64_t t[3] = {0, 0, 0};
+  struct pollfd p = {.fd = out_fd, .events = POLLIN};
+  int got = poll(&p, 1, (int)opt_timeout_ms) == 1 && read(out_fd, t, sizeof t) == sizeof t;
+  read_stall_vmstat(vm1);
+  long long free_after = meminfo_kib("\nMemFree:");
+  // The victim as the allocation left it: did it run, is it gone (the OOM path)?
+  int victim_exited = 0;
+  long long rss_after = -1;
+  if (pid) {
+    after = reap_read_ran(pid);
+    frozen_after = frozen();
+    rss_after = reap_rss_pages(pid);
+    siginfo_t info = {0};
+    victim_exited = waitid(P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid;
+  }
+  close(hold_fd);
+  if (!got) kill(alloc, SIGKILL);  // timed out
+  int alloc_status = 0;
+  if (waitpid(alloc, &alloc_status, 0) != alloc) die("waitpid (allocation)");
+  close(out_fd);
+  double exit_ms = 0;
+  int status = 0;
+  if (pid) {
+    uint64_t t_thaw = reap_now_ns();
+    thaw();
+    victim = 0;
+    if (waitpid(pid, &status, 0) != pid) die("waitpid");
+    exit_ms = (double)(reap_now_ns() - t_thaw) / 1e6;
+    close(pidfd);
+    if (rmdir(group) != 0) die("rmdir (freezer cgroup)");
+  }
+  printf("{\"mode\":\"%s\",\"victimMiB\":%lu,\"allocMiB\":%lu,\"pid\":%d,\"cpu\":%d,\"pageSize\":%ld,\"setupMs\":%.1f,",
+         opt_victim_mib ? "victim" : "free", opt_victim_mib, opt_alloc_mib, (int)pid, opt_cpu, sysconf(_SC_PAGESIZE), setup_ms);
+  printf("\"killResult\":%ld,\"killNs\":%" PRIu64 ",\"rssBefore\":%lld,\"rssAfterKill\":%lld,\"rssAfterAlloc\":%lld,", kill_ret, kill_ns,
+         rss_before, rss_killed, rss_after);
+  printf("\"memFreeKiB\":[%lld,%lld],\"memAvailableKiB\":%lld,", free_before, free_after, available_before);
+  printf("\"allocated\":%s,\"allocNs\":%" PRIu64 ",\"allocErrno\":%d,\"allocStatus\":%d,", got && !t[2] ? "true" : "false",
+         got ? t[1] - t[0] : 0, (int)t[2], alloc_status);
+  printf("\"victimRan\":%s,\"victimExited\":%s,\"frozen\":[%s,%s],",
+         pid && !(reap_same_ran(before, after) && frozen_before && frozen_after) ? "true" : "false", victim_exited ? "true" : "false",
+         frozen_before ? "true" : "false", frozen_after ? "true" : "false");
+  printf("\"vmstat\":{");
+  for (size_t i = 0; i < NSTALL; i++) printf("%s\"%s\":%lld", i ? "," : "", stall_keys[i], vm0[i] < 0 || vm1[i] < 0 ? -1 : vm1[i] - vm0[i]);
+  printf("},");
+  print_ran("before", before);
+  putchar(',');
+  print_ran("after", after);
+  printf(",\"exitMs\":%.1f,\"exit\":%d}\n", exit_ms, status);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   parse(argc, argv);
   pin(opt_build_cpu);  // the victim inherits it
@@ -557,6 +750,10 @@ int main(int argc, char **argv) {
     nr = SYS_process_mrelease;
   }
   size_t cap = opt_cap ? (size_t)opt_cap : SIZE_MAX;
+  if (!strcmp(opt_mode, "stall")) {
+    if (nr == SYS_process_mrelease) { fprintf(stderr, "bounds: stall kills with try_reap_dying_process\n"); return 2; }
+    return stall_main(nr);
+  }
   if (!strcmp(opt_mode, "clones")) {
     if (nr == SYS_process_mrelease) { fprintf(stderr, "bounds: clones reap with try_reap_dying_process\n"); return 2; }
     return clones_main(nr);

@@ -7,9 +7,10 @@ import { boundsConfig, type BoundsConfig } from './bounds'
 import type { CallsConfig } from './calls'
 import type { LatencyConfig } from './latency'
 import type { MemoryConfig } from './memory'
+import { shrinkerConfig, type ShrinkerConfig } from './shrinker'
 
 const MiB = 1024 * 1024
-export const PARTS = ['memory', 'latency', 'calls', 'bounds'] as const
+export const PARTS = ['memory', 'latency', 'calls', 'bounds', 'shrinker'] as const
 export type Part = (typeof PARTS)[number]
 
 export interface BenchConfig {
@@ -20,6 +21,7 @@ export interface BenchConfig {
   latency: LatencyConfig
   calls: CallsConfig
   bounds: BoundsConfig
+  shrinker: ShrinkerConfig
   /** The tmpfs file the victims' private-file part maps; its page cache stays for the whole run. */
   filePath: string
   /** PIDFD_REAP_* variables set for this run (the overrides). */
@@ -108,6 +110,7 @@ export function benchConfig(env = process.env): BenchConfig {
       asyncBatch: Math.ceil(envNumber(env, 'PIDFD_REAP_BENCH_CALLS', 2000) / 10),
     },
     bounds: boundsConfig({ rounds, warmup, resamples, filePath }, env),
+    shrinker: shrinkerConfig({ rounds, warmup, resamples }, env),
   }
 }
 

@@ -73,6 +73,10 @@ export const DEFINITIONS: Record<string, RatioDefinition> = {
     what: "not a ratio of two runs: the result of one try_reap_dying_process(pidfd, TRY_REAP_KILL, SIZE_MAX) on a live mixed 1 GiB victim (frozen, not killed before) ÷ the victim's RSS just before it; the victim did not run",
     goal: ge(0.9),
   },
+  shrinker_stall_ratio: {
+    what: "an allocation's stall (its time less the same allocation with memory free) with a killed, frozen victim holding most of the memory: shrinker_enabled = 1 ÷ shrinker_enabled = 0 (the OOM path)",
+    goal: le(0.1),
+  },
   p99_4KiB_reserved_vs_dense: { what: 'p99 of a 4 KiB-capped call: a victim with an empty 1 TiB PROT_NONE reservation ÷ the dense victim', goal: le(2) },
   p99_4KiB_vmas_vs_dense: { what: 'p99 of a 4 KiB-capped call: 10000 one-page VMAs ÷ the dense victim', goal: le(2) },
 }

@@ -5,6 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { latencySvg, memoryBackSvg, sweepSvg } from './charts'
 import { definition } from './ratios'
+import { shrinkerMarkdown } from './shrinker'
 
 type Results = any
 
@@ -207,6 +208,8 @@ export function resultsMarkdown(r: Results): string {
     ...callsText(r),
     '',
     ...boundsText(r),
+    '',
+    ...shrinkerMarkdown(r),
     '',
   ].join('\n')
 }

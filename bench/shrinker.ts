@@ -1,0 +1,334 @@
+// The benchmark's `shrinker` part (issue 8, `shrinker_stall_ratio`): how
+// long an allocation stalls when the memory it needs is held by a killed
+// victim that cannot run its exit, with the v3 series' reap_dying shrinker
+// on, against the same with it off (then only the OOM path helps: it marks
+// the dying victim, thaws it and lets it exit).
+//
+// A round is three runs of `bench/bounds.c stall`, in a random order:
+//   free  the allocation (N MiB of 4 KiB anonymous pages, populated) with
+//         memory free: the baseline;
+//   on    a victim of 4 KiB anonymous pages holding most of the guest's
+//         memory, frozen (cgroup v1 freezer: a killed task there stays
+//         frozen) and killed by try_reap_dying_process(pidfd,
+//         TRY_REAP_KILL, 0) (killed, doomed, nothing reaped), then the same
+//         allocation, with /sys/kernel/mm/reap_dying/shrinker_enabled = 1;
+//   off   the same with shrinker_enabled = 0.
+// stall = allocation time − the round's free allocation time; the round's
+// ratio = stall(on) ÷ stall(off). The setting is restored at the end, every
+// victim is thawed and waited for by bounds.c (which started it).
+import { spawn } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { Freezer, overrideSetting } from '../victims'
+import { boundsHelper } from './bounds-run'
+import { median, pairedRatio, round, shuffled, spread, type Estimate } from './stats'
+
+export const SHRINKER_ENABLED = '/sys/kernel/mm/reap_dying/shrinker_enabled'
+const DROP_CACHES = '/proc/sys/vm/drop_caches'
+const MiB = 1024 * 1024
+
+export interface ShrinkerConfig {
+  rounds: number
+  warmup: number
+  resamples: number
+  /** CPU of the allocation (the Node driver stays on CPU 0). */
+  cpu: number
+  /** MiB left free beside the victim: the victim takes MemAvailable (at the part's start) less this. */
+  freeMiB: number
+  /** MiB the allocation asks for beyond freeMiB: what has to come from the victim. */
+  beyondMiB: number
+  /** Rounds with a failed run may be repeated this many times in all. */
+  maxInvalid: number
+}
+
+function envInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const text = env[name]
+  if (text === undefined || text === '') return fallback
+  if (!/^\d+$/.test(text)) throw new Error(`${name}=${text}: not a whole number`)
+  return Number(text)
+}
+
+/**
+ * The part's settings. Each round builds two victims of most of the guest's
+ * memory, which under TCG takes about half a minute each: the part runs
+ * PIDFD_REAP_BENCH_SHRINKER_ROUNDS rounds (default 4, at most the bench's).
+ */
+export function shrinkerConfig(common: { rounds: number; warmup: number; resamples: number }, env = process.env): ShrinkerConfig {
+  const rounds = Math.min(common.rounds, envInt(env, 'PIDFD_REAP_BENCH_SHRINKER_ROUNDS', 4))
+  return {
+    rounds,
+    warmup: Math.min(common.warmup, 1),
+    resamples: common.resamples,
+    cpu: 1,
+    freeMiB: envInt(env, 'PIDFD_REAP_BENCH_SHRINKER_FREE_MIB', 384),
+    beyondMiB: envInt(env, 'PIDFD_REAP_BENCH_SHRINKER_BEYOND_MIB', 384),
+    maxInvalid: Math.max(2, rounds),
+  }
+}
+
+export type Mode = 'free' | 'on' | 'off'
+const MODES: Mode[] = ['free', 'on', 'off']
+
+/** bench/bounds.c stall's JSON. */
+export interface StallOutput {
+  mode: 'free' | 'victim'
+  victimMiB: number
+  allocMiB: number
+  pageSize: number
+  setupMs: number
+  killResult: number
+  killNs: number
+  rssBefore: number
+  rssAfterKill: number
+  rssAfterAlloc: number
+  memFreeKiB: [number, number]
+  memAvailableKiB: number
+  allocated: boolean
+  allocNs: number
+  allocErrno: number
+  allocStatus: number
+  /** The victim's CPU time, context switches or freezer state changed from before the kill to the end of the allocation. */
+  victimRan: boolean
+  /** The victim had exited (a zombie) when the allocation was done. */
+  victimExited: boolean
+  frozen: [boolean, boolean]
+  vmstat: Record<string, number>
+  exitMs: number
+  exit: number
+}
+
+export interface StallRun {
+  round: number
+  mode: Mode
+  /** shrinker_enabled during the run. */
+  shrinker: 0 | 1
+  out: StallOutput
+  runMs: number
+}
+
+function log(text: string): void {
+  process.stderr.write(`bench shrinker: ${text}\n`)
+}
+
+function availableMiB(): number {
+  const match = /^MemAvailable:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'))
+  if (!match) throw new Error('no MemAvailable in /proc/meminfo')
+  return Math.floor(Number(match[1]) / 1024)
+}
+
+function stallRun(args: string[]): Promise<StallOutput> {
+  const child = spawn(boundsHelper(), ['stall', ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let json = ''
+  child.stdout!.on('data', (chunk: Buffer) => (json += chunk.toString()))
+  return new Promise((resolve, reject) => {
+    child.once('error', reject)
+    child.once('close', (code) => {
+      if (code !== 0 || !json) reject(new Error(`bench/bounds.c stall ${args.join(' ')} failed (${code})`))
+      else resolve(JSON.parse(json) as StallOutput)
+    })
+  })
+}
+
+/** Why a run cannot be used, or null. */
+export function invalidReason(run: StallRun): string | null {
+  const o = run.out
+  if (!o.allocated) return `${run.mode}: the allocation failed (errno ${o.allocErrno}, wait status ${o.allocStatus}, ${o.allocNs ? 'done' : 'no answer'})`
+  if (run.mode !== 'free') {
+    if (o.killResult !== 0) return `${run.mode}: try_reap_dying_process(pidfd, TRY_REAP_KILL, 0) returned ${o.killResult}, not 0`
+    if (!o.frozen[0]) return `${run.mode}: the victim was not frozen at the kill`
+  }
+  return null
+}
+
+/** Things worth a line in the report: the kill reaped something, the shrinker off yet no OOM path, ... */
+export function anomalies(run: StallRun): string[] {
+  const o = run.out
+  const found: string[] = []
+  if (run.mode === 'free') return found
+  if (o.rssAfterKill < o.rssBefore - 4) found.push(`the kill with cap 0 let the victim's RSS fall by ${o.rssBefore - o.rssAfterKill} pages`)
+  if (run.mode === 'off' && !o.victimRan) found.push('shrinker off, yet the victim did not run (the allocation did not need its memory?)')
+  if (run.mode === 'off' && o.vmstat.reap_dying_shrinker_pages > 0) found.push(`shrinker off, yet reap_dying_shrinker_pages rose by ${o.vmstat.reap_dying_shrinker_pages}`)
+  if (run.mode === 'on' && o.vmstat.reap_dying_shrinker_pages <= 0) found.push('shrinker on, yet it reaped nothing')
+  return found
+}
+
+const shrunkMiB = (o: StallOutput): number => (Math.max(0, o.vmstat.reap_dying_shrinker_pages) * o.pageSize) / MiB
+const allocMs = (o: StallOutput): number => o.allocNs / 1e6
+
+export const RUN_COLUMNS = [
+  'round', 'mode', 'shrinkerEnabled', 'allocMs', 'setupMs', 'memFreeMiBBefore', 'victimRssMiB', 'victimRssMiBAfter', 'shrunkMiB',
+  'victimRan', 'victimExited', 'oomKill', 'allocstall', 'pgscanDirect', 'pgscanKswapd', 'refaultFile', 'exitMs', 'runMs',
+]
+
+function runRow(run: StallRun): unknown[] {
+  const o = run.out
+  const v = o.vmstat
+  const mib = (pages: number): number => round((pages * o.pageSize) / MiB, 1)
+  return [
+    run.round, run.mode, run.shrinker, round(allocMs(o), 1), Math.round(o.setupMs), round(o.memFreeKiB[0] / 1024, 1),
+    run.mode === 'free' ? null : mib(o.rssBefore), run.mode === 'free' ? null : mib(Math.max(0, o.rssAfterAlloc)), round(shrunkMiB(o), 1),
+    o.victimRan, o.victimExited, v.oom_kill, v.allocstall_dma32 + v.allocstall_normal + v.allocstall_movable, v.pgscan_direct, v.pgscan_kswapd,
+    v.workingset_refault_file, Math.round(o.exitMs), run.runMs,
+  ]
+}
+
+/** Runs the shrinker part: its estimate, and its section of results.json. */
+export async function runShrinker(config: ShrinkerConfig, rand: () => number): Promise<{ estimates: Record<string, Estimate>; section: Record<string, unknown> }> {
+  const started = Date.now()
+  log(`config ${JSON.stringify(config)}`)
+  const restore = overrideSetting(SHRINKER_ENABLED, '0')
+  const freezer = Freezer.create(`pidfd-reap-shrinker-${process.pid}`)
+  const measured: StallRun[][] = []
+  const invalid: { attempt: number; reasons: string[] }[] = []
+  const found = new Map<string, { mode: Mode; what: string; runs: number }>()
+  const orders: Mode[][] = []
+  let sizing: { availableMiB: number; victimMiB: number; allocMiB: number }
+  try {
+    writeFileSync(DROP_CACHES, '3')
+    const available = availableMiB()
+    sizing = { availableMiB: available, victimMiB: available - config.freeMiB, allocMiB: config.freeMiB + config.beyondMiB }
+    log(`MemAvailable ${available} MiB: victims of ${sizing.victimMiB} MiB, allocations of ${sizing.allocMiB} MiB`)
+    if (sizing.victimMiB < 2 * sizing.allocMiB) throw new Error(`bench shrinker: ${available} MiB available is too little for this sizing`)
+    for (let attempt = 0, done = 0; done < config.warmup + config.rounds; attempt++) {
+      const warmup = done < config.warmup
+      const order = shuffled(MODES, rand)
+      const t0 = Date.now()
+      const runs: StallRun[] = []
+      const reasons: string[] = []
+      for (const mode of order) {
+        const shrinker = mode === 'on' ? 1 : 0
+        writeFileSync(SHRINKER_ENABLED, String(shrinker))
+        // Every run starts from the same page cache: none but what is mapped.
+        writeFileSync(DROP_CACHES, '3')
+        const args = ['--freezer', freezer.group, '--alloc-mib', String(sizing.allocMiB), '--cpu', String(config.cpu), '--build-cpu', String(config.cpu), '--timeout-ms', '300000']
+        if (mode !== 'free') args.push('--victim-mib', String(sizing.victimMiB))
+        const runStart = Date.now()
+        try {
+          const out = await stallRun(args)
+          const run: StallRun = { round: done - config.warmup, mode, shrinker, out, runMs: Date.now() - runStart }
+          runs.push(run)
+          const reason = invalidReason(run)
+          if (reason) reasons.push(reason)
+          for (const text of anomalies(run)) {
+            const key = `${mode}: ${text.replace(/-?\d+/g, 'N')}`
+            const entry = found.get(key) ?? { mode, what: text, runs: 0 }
+            entry.runs++
+            found.set(key, entry)
+          }
+          log(`${mode}: ${(out.allocNs / 1e9).toFixed(2)} s to allocate${mode === 'free' ? '' : `, shrinker reaped ${shrunkMiB(out).toFixed(0)} MiB, victim ${out.victimExited ? 'exited' : out.victimRan ? 'ran' : 'still frozen'}, built in ${(out.setupMs / 1000).toFixed(1)} s, gone ${(out.exitMs / 1000).toFixed(1)} s after the thaw`} (run ${((Date.now() - runStart) / 1000).toFixed(1)} s)`)
+        } catch (error) {
+          reasons.push(`${mode}: ${error instanceof Error ? error.message : String(error)}`)
+        }
+        writeFileSync(SHRINKER_ENABLED, '0')
+      }
+      const label = warmup ? 'warm-up' : `round ${done - config.warmup + 1}/${config.rounds}`
+      if (reasons.length) {
+        invalid.push({ attempt, reasons })
+        log(`${label} invalid, repeated: ${reasons.join('; ')}`)
+        if (invalid.length >= config.maxInvalid) {
+          log(`giving up after ${invalid.length} invalid rounds`)
+          break
+        }
+        continue
+      }
+      if (!warmup) {
+        measured.push(runs)
+        orders.push(order)
+      }
+      done++
+      log(`${label} in ${((Date.now() - t0) / 1000).toFixed(1)} s (${((Date.now() - started) / 60000).toFixed(1)} min so far)`)
+    }
+  } finally {
+    restore()
+    await freezer.destroy()
+  }
+  if (measured.length < 2) throw new Error(`bench shrinker: only ${measured.length} valid rounds`)
+
+  const byMode = (mode: Mode): StallRun[] => measured.map((runs) => runs.find((r) => r.mode === mode)!)
+  const [free, on, off] = MODES.map(byMode)
+  const stall = (runs: StallRun[]): number[] => runs.map((r, i) => allocMs(r.out) - allocMs(free[i].out))
+  const stallOn = stall(on)
+  const stallOff = stall(off)
+  const perRound = stallOn.map((s, i) => s / stallOff[i])
+  const estimates = { shrinker_stall_ratio: pairedRatio(perRound, config.resamples, rand) }
+  const r3 = (v: number): number => round(v, 3)
+  const summary = (runs: StallRun[]) => ({
+    allocMs: spread(runs.map((r) => r3(allocMs(r.out)))),
+    shrunkMiB: spread(runs.map((r) => r3(shrunkMiB(r.out)))),
+    victimRan: runs.filter((r) => r.out.victimRan).length,
+    victimExited: runs.filter((r) => r.out.victimExited).length,
+    stillFrozen: runs.filter((r) => r.mode !== 'free' && !r.out.victimRan && !r.out.victimExited).length,
+    oomKill: runs.reduce((n, r) => n + Math.max(0, r.out.vmstat.oom_kill), 0),
+    directReclaimStalls: spread(runs.map((r) => r.out.vmstat.allocstall_dma32 + r.out.vmstat.allocstall_normal + r.out.vmstat.allocstall_movable)),
+    setupMs: spread(runs.map((r) => Math.round(r.out.setupMs))),
+  })
+  const durationMs = Date.now() - started
+  log(`done in ${(durationMs / 60000).toFixed(1)} min`)
+  return {
+    estimates,
+    section: {
+      durationMs,
+      settings: {
+        ...config,
+        ...sizing,
+        roundsMeasured: measured.length,
+        order: 'free, on and off in a random order, a new order each round',
+        victim: `${sizing.victimMiB} MiB of 4 KiB anonymous pages (MemAvailable at the part's start less ${config.freeMiB} MiB), forked by bench/bounds.c, frozen in a cgroup v1 freezer, killed by try_reap_dying_process(pidfd, TRY_REAP_KILL, 0): killed, doomed, nothing reaped`,
+        allocation: `${sizing.allocMiB} MiB of 4 KiB anonymous pages (MADV_NOHUGEPAGE) mapped and populated (MADV_POPULATE_WRITE) by a child on CPU ${config.cpu}; timed from before the mmap to the end of the populate`,
+        eachRun: 'starts with drop_caches = 3 (the same page cache for every run); shrinker_enabled 1 for on, 0 otherwise; restored at the end',
+        stall: "an allocation's time less the same round's allocation with memory free",
+        interval: `percentile bootstrap 95 %, ${config.resamples} resamples of the rounds`,
+      },
+      details: {
+        shrinker_stall_ratio: {
+          estimator: 'median of the per-round ratios; bootstrap over rounds',
+          numerator: 'on: allocation time with the killed frozen victim, shrinker_enabled = 1, less the round\'s free allocation time',
+          denominator: 'off: the same with shrinker_enabled = 0 (the OOM path thaws the victim and lets it exit)',
+          perRound: perRound.map(r3),
+          stallMsMedian: [r3(median(stallOn)), r3(median(stallOff))],
+          stallMs: { on: stallOn.map(r3), off: stallOff.map(r3) },
+        },
+      },
+      modes: { free: summary(free), on: summary(on), off: summary(off) },
+      invalidRounds: invalid,
+      anomalies: [...found.values()],
+      orders,
+      runs: { columns: RUN_COLUMNS, rows: measured.flat().map(runRow) },
+    },
+  }
+}
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+/** The part's section of results.md (called by report.ts). */
+export function shrinkerMarkdown(r: any): string[] {
+  const s = r.shrinker
+  if (!s) return []
+  const st = s.settings
+  const d = s.details.shrinker_stall_ratio
+  const ms = (v: number | null): string => (v === null ? '–' : v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${v.toFixed(0)} ms`)
+  const sp = (x: any, fmt: (v: number) => string): string => (!x || x.median === null ? '–' : x.min === x.max ? fmt(x.median) : `${fmt(x.median)} (${fmt(x.min)}–${fmt(x.max)})`)
+  const lines = [
+    '### An allocation against a killed, frozen victim: the shrinker on and off',
+    '',
+    `${st.roundsMeasured} measured rounds after ${st.warmup} warm-up; ${s.invalidRounds.length} round(s) repeated because a run failed. Runs: ${st.order}. Victim: ${st.victim}. ` +
+      `Allocation: ${st.allocation}. Each run ${st.eachRun}. Stall: ${st.stall}. MemAvailable at the start: ${st.availableMiB} MiB.`,
+    '',
+    '| run | shrinker_enabled | allocation | stall (median) | shrinker reaped | victim ran (OOM path) | exited by the end | still frozen | direct reclaim stalls | victim built in |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ]
+  const stall = { free: '–', on: ms(d.stallMsMedian[0]), off: ms(d.stallMsMedian[1]) }
+  for (const mode of ['free', 'on', 'off'] as const) {
+    const m = s.modes[mode]
+    const victim = mode === 'free'
+    lines.push(
+      `| ${mode} | ${mode === 'on' ? 1 : 0} | ${sp(m.allocMs, ms)} | ${stall[mode]} | ${victim ? '–' : sp(m.shrunkMiB, (v) => `${v.toFixed(0)} MiB`)} | ` +
+        `${victim ? '–' : `${m.victimRan}/${st.roundsMeasured}`} | ${victim ? '–' : `${m.victimExited}/${st.roundsMeasured}`} | ${victim ? '–' : `${m.stillFrozen}/${st.roundsMeasured}`} | ` +
+        `${sp(m.directReclaimStalls, (v) => v.toFixed(0))} | ${victim ? '–' : sp(m.setupMs, ms)} |`,
+    )
+  }
+  lines.push('', 'Median (min–max) over the measured rounds. "victim ran": its CPU time, context switches or freezer state changed between the kill and the end of the allocation (the OOM path thawed it); "still frozen": it did not.')
+  if (s.anomalies.length) {
+    lines.push('', 'Worth a note (all runs, warm-up and repeated rounds included):', '')
+    for (const a of s.anomalies) lines.push(`- ${a.mode} (${a.runs} runs): ${a.what}`)
+  }
+  return lines
+}
