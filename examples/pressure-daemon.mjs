@@ -1,0 +1,115 @@
+#!/usr/bin/env node
+// An example memory-pressure daemon on pidfd-reap's public API: the core of
+// `npx pidfd-reap daemon` in one page (docs/daemon.md).
+//
+//   node examples/pressure-daemon.mjs --cgroup /sys/fs/cgroup/workload \
+//       [--stall 150ms] [--window 1s] [--min-available 256M] [--max-kills 3]
+//
+// It waits for a PSI trigger on /proc/pressure/memory through the event loop
+// (no polling). On each event, while MemAvailable is below --min-available,
+// it kills the process with the highest oom_score in the cgroup (never one
+// outside it), takes its memory back with killAndReap, and decides from the
+// bytes reaped whether to kill another or wait. One JSON line per decision.
+// SIGINT or SIGTERM stop it.
+//
+// In a project that depends on pidfd-reap, copy it and run it the same way.
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import process from 'node:process'
+import { parseArgs } from 'node:util'
+import { killAndReap, parseDuration, parseSize, pickVictim, watchPressure } from 'pidfd-reap'
+
+const usage = 'usage: node examples/pressure-daemon.mjs --cgroup PATH [--stall 150ms] [--window 1s] [--min-available 256M] [--max-kills 3]'
+let settings
+try {
+  const { values } = parseArgs({
+    options: {
+      cgroup: { type: 'string' },
+      stall: { type: 'string', default: '150ms' },
+      window: { type: 'string', default: '1s' },
+      'min-available': { type: 'string', default: '256M' },
+      'max-kills': { type: 'string', default: '3' },
+    },
+  })
+  if (!values.cgroup) throw new Error('--cgroup is required')
+  if (!existsSync(join(values.cgroup, 'cgroup.procs'))) throw new Error(`--cgroup must be a cgroup directory; got '${values.cgroup}'`)
+  settings = {
+    cgroup: values.cgroup,
+    stallUs: Math.round(parseDuration(values.stall, '--stall') * 1000),
+    windowUs: Math.round(parseDuration(values.window, '--window') * 1000),
+    minAvailable: parseSize(values['min-available'], '--min-available'),
+    maxKills: Number(values['max-kills']),
+  }
+  if (!(Number.isInteger(settings.maxKills) && settings.maxKills >= 1)) throw new Error('--max-kills must be a whole number >= 1')
+} catch (error) {
+  process.stderr.write(`${error.message}\n${usage}\n`)
+  process.exit(2)
+}
+const { cgroup, stallUs, windowUs, minAvailable, maxKills } = settings
+
+const log = (line) => process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...line })}\n`)
+const memAvailable = () => Number(/^MemAvailable:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'))[1]) * 1024
+
+let watcher
+try {
+  watcher = watchPressure({ resource: 'memory', kind: 'some', stallUs, windowUs })
+} catch (error) {
+  // ENOENT: no PSI in this kernel; EINVAL: a trigger the kernel refuses
+  // (without CAP_SYS_RESOURCE, only windows of whole 2 s).
+  process.stderr.write(`cannot arm the trigger: ${error.message}\n`)
+  process.exit(1)
+}
+// SIGINT and SIGTERM close the watcher, which ends the loop below.
+let stopReason
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    stopReason = signal
+    watcher.close()
+  })
+}
+log({ event: 'start', path: watcher.path, trigger: `some ${stallUs} ${windowUs}`, cgroup, minAvailable, maxKills })
+
+for await (const event of watcher) {
+  let available = memAvailable()
+  if (available >= minAvailable) {
+    log({ event: 'pressure', pressure: event.pressure, memAvailable: available, decision: 'wait', reason: 'enough memory available' })
+    continue
+  }
+  for (let kills = 1; ; kills++) {
+    const needed = minAvailable - available
+    // The best victim, with a pidfd open on it and checked to be in the cgroup.
+    const picked = pickVictim(cgroup)
+    if (!picked) {
+      log({ event: 'pressure', pressure: event.pressure, memAvailable: available, decision: 'wait', reason: 'no victim in the cgroup' })
+      break
+    }
+    const { victim, pidfd } = picked
+    let report
+    try {
+      report = await killAndReap(pidfd, { deadlineMs: 1000 })
+    } catch (error) {
+      // It exited before the kill (ESRCH), for example: try the next one.
+      log({ event: 'kill-failed', victim, error: { code: error.code, message: error.message }, decision: kills < maxKills ? 'kill-another' : 'wait' })
+      if (kills < maxKills) continue
+      break
+    } finally {
+      pidfd.close()
+    }
+    available = memAvailable()
+    // The decision the system call gives userspace: the bytes reaped say at
+    // once whether this kill covered what was needed.
+    const again = report.bytesReaped < needed && available < minAvailable && kills < maxKills
+    log({
+      event: 'kill',
+      pressure: event.pressure,
+      neededBytes: needed,
+      victim,
+      report,
+      bytesReaped: report.bytesReaped,
+      memAvailableAfter: available,
+      decision: again ? 'kill-another' : 'wait',
+    })
+    if (!again) break
+  }
+}
+log({ event: 'stop', reason: stopReason })
