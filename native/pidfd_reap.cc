@@ -132,7 +132,9 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
   Napi::Value FeaturesJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object result = Napi::Object::New(env);
-    result.Set("syscallNr", NumberResult(env, syscall_nr_.Get()));
+    long nr = syscall_nr_.Get();
+    result.Set("syscallNr", NumberResult(env, nr));
+    result.Set("tryReapKill", Napi::Boolean::New(env, HasTryReapKill(nr)));
     result.Set("processMrelease", Napi::Boolean::New(env, HasProcessMrelease()));
     return result;
   }

@@ -59,6 +59,22 @@ const char* SyscallName(Mechanism mechanism) {
   return mechanism == Mechanism::kTryReap ? "try_reap_dying_process" : "process_mrelease";
 }
 
+// How the process was sent SIGKILL.
+enum class KillPath : int { kNone, kSignal, kTryReapKill };
+
+const char* KillPathName(KillPath path) {
+  switch (path) {
+    case KillPath::kTryReapKill: return "try_reap_kill";
+    case KillPath::kSignal: return "pidfd_send_signal";
+    default: return "none";
+  }
+}
+
+// After a call with TRY_REAP_KILL, every answer but the errors settled
+// before the kill (EINVAL, EBADF, EPERM or an LSM's error, ESRCH, and ENOSYS
+// where a seccomp filter stops the call) means the process was killed.
+bool KilledBy(long result) { return result >= 0 || result == -EAGAIN || result == -EBUSY; }
+
 enum class Stop : int {
   kRunning = 0,
   kDone,         // the kernel reports nothing left (or process_mrelease succeeded)
@@ -141,6 +157,7 @@ struct ReapCounts {
   uint64_t calls = 0;
   uint64_t busy = 0;
   Mechanism mechanism = Mechanism::kNone;
+  KillPath kill_path = KillPath::kNone;
 };
 
 struct ReapEvent {
@@ -156,6 +173,7 @@ void SetCounts(Napi::Object object, const ReapCounts& counts) {
   object.Set("bytesReaped", static_cast<double>(counts.bytes));
   object.Set("calls", static_cast<double>(counts.calls));
   object.Set("busyRetries", static_cast<double>(counts.busy));
+  if (counts.kill_path != KillPath::kNone) object.Set("killPath", KillPathName(counts.kill_path));
 }
 
 class ReapJob : public ThreadJob {
@@ -168,6 +186,7 @@ class ReapJob : public ThreadJob {
   int32_t pid = 0;
   long syscall_nr = -ENOSYS;
   bool has_mrelease = false;
+  bool has_kill_flag = false;  // try_reap_dying_process knows TRY_REAP_KILL
   uint64_t chunk = 0;
   uint64_t budget = UINT64_MAX;
   Clock::time_point deadline = Clock::time_point::max();
@@ -180,6 +199,7 @@ class ReapJob : public ThreadJob {
   std::atomic<bool> in_blocking_call{false};
   std::atomic<uint64_t> bytes{0}, calls{0}, busy{0};
   std::atomic<int> mechanism{static_cast<int>(Mechanism::kNone)};
+  std::atomic<int> kill_path{static_cast<int>(KillPath::kNone)};
   // Whether JS listens to progress: throttled events wake the event loop,
   // whose thread may share this CPU, so none are sent when nobody listens.
   std::atomic<bool> want_progress{true};
@@ -190,6 +210,7 @@ class ReapJob : public ThreadJob {
     counts.calls = calls.load();
     counts.busy = busy.load();
     counts.mechanism = static_cast<Mechanism>(mechanism.load());
+    counts.kill_path = static_cast<KillPath>(kill_path.load());
     return counts;
   }
 
@@ -233,11 +254,28 @@ class ReapJob : public ThreadJob {
   void Run() override {
     ReapEvent final;
     final.final = true;
+    // TRY_REAP_KILL: the first call kills and reaps, so that the victim
+    // cannot run (nor pass exit_mm) between the kill and the reap. Not when
+    // no reaping is wanted any more: then the kill alone, as below.
+    if (Mech() == Mechanism::kTryReap && has_kill_flag && CheckStop(&final) == Stop::kRunning) {
+      long first = CallTryReap(kTryReapKill);
+      if (KilledBy(first)) {
+        kill_path = static_cast<int>(KillPath::kTryReapKill);
+        Loop(&final, first);
+        return Report(&final);
+      }
+      // Nobody was killed. ENOSYS: a seccomp filter stops the call, so
+      // process_mrelease it is; any other refusal (EPERM for a process
+      // sharing the mm that may not be killed, EINVAL for a kernel thread,
+      // ESRCH for a process already gone) is for the kill alone to settle.
+      if (first == -ENOSYS && has_mrelease) mechanism = static_cast<int>(Mechanism::kMrelease);
+    }
     // process_mrelease reports no byte count: its result is the RSS drop,
     // measured from before the kill (the victim starts exiting at once).
     // try_reap does not need it (a fallback reads it then).
     if (Mech() == Mechanism::kMrelease) rss_before = ReadRssBytes(pid);
     long killed = PidfdSendSignal(pidfd, SIGKILL);
+    kill_path = static_cast<int>(KillPath::kSignal);
     if (killed == -ESRCH) {
       // Already waited for by its parent: the pidfd is readable.
       final.stop = Stop::kExited;
@@ -246,11 +284,9 @@ class ReapJob : public ThreadJob {
     } else if (Mech() == Mechanism::kNone) {
       final.stop = Stop::kUnsupported;
     } else {
-      Loop(&final);
+      Loop(&final, kNoResult);
     }
-    final.counts = Counts();
-    Post(new ReapEvent(final));
-    Finish();
+    Report(&final);
   }
 
  private:
@@ -259,6 +295,14 @@ class ReapJob : public ThreadJob {
   int64_t rss_before = -1;  // the victim's RSS before process_mrelease's reaping (-1: unknown)
 
   static constexpr long kSkipped = LONG_MIN;
+  static constexpr long kNoResult = LONG_MIN + 1;
+
+  // The final event, and the job's end.
+  void Report(ReapEvent* final) {
+    final->counts = Counts();
+    Post(new ReapEvent(*final));
+    Finish();
+  }
 
   Mechanism Mech() const { return static_cast<Mechanism>(mechanism.load()); }
 
@@ -276,19 +320,25 @@ class ReapJob : public ThreadJob {
     (void)ignored;  // a full counter is still readable: the wake-up happened
   }
 
-  void Loop(ReapEvent* final) {
+  // The reaping loop, after the kill; `first`: the result of the call that
+  // killed (TRY_REAP_KILL), else kNoResult.
+  void Loop(ReapEvent* final, long first) {
     const Clock::time_point killed_at = Clock::now();
     Clock::time_point last_progress = killed_at - kProgressInterval;
     auto backoff = std::chrono::duration_cast<Clock::duration>(kBackoffFirst);
     for (;;) {
-      Stop stop = CheckStop(final);
-      if (stop != Stop::kRunning) {
-        final->stop = stop;
-        return;
-      }
       Mechanism mechanism_now = Mech();
-      long result = Call(mechanism_now);
-      if (result == kSkipped) continue;  // a stop came in: checked above
+      long result = first;
+      first = kNoResult;
+      if (result == kNoResult) {
+        Stop stop = CheckStop(final);
+        if (stop != Stop::kRunning) {
+          final->stop = stop;
+          return;
+        }
+        result = Call(mechanism_now);
+        if (result == kSkipped) continue;  // a stop came in: checked above
+      }
       Outcome outcome = Classify(mechanism_now, result);
       if (outcome == Outcome::kBusy) busy++;
       if (outcome == Outcome::kReaped) {
@@ -352,11 +402,7 @@ class ReapJob : public ThreadJob {
   // One reaping call; counted when made, so that a call still blocked in the
   // kernel when JS settles is in the report.
   long Call(Mechanism mechanism_now) {
-    if (mechanism_now == Mechanism::kTryReap) {
-      uint64_t max_bytes = std::min(chunk, budget - bytes.load());
-      calls++;
-      return script ? script->Next(max_bytes) : TryReapDyingProcess(syscall_nr, pidfd, max_bytes, 0);
-    }
+    if (mechanism_now == Mechanism::kTryReap) return CallTryReap(0);
     // Announce the blocking call before the last look at stop_request; the JS
     // side sets stop_request before it reads in_blocking_call. Either this
     // thread sees the stop, or JS sees the call (both are sequentially
@@ -369,6 +415,16 @@ class ReapJob : public ThreadJob {
     calls++;
     long result = ProcessMrelease(pidfd);
     in_blocking_call = false;
+    return result;
+  }
+
+  long CallTryReap(uint32_t flags) {
+    uint64_t max_bytes = std::min(chunk, budget - bytes.load());
+    calls++;
+    if (!script) return TryReapDyingProcess(syscall_nr, pidfd, max_bytes, flags);
+    long result = script->Next(max_bytes);
+    // The scripted kernel's kill is a real one.
+    if ((flags & kTryReapKill) && KilledBy(result)) PidfdSendSignal(pidfd, SIGKILL);
     return result;
   }
 
@@ -545,10 +601,12 @@ Napi::Value StartReap(const Napi::CallbackInfo& info, SyscallNrCache& syscall_nr
     job->script = ParseScript(script.As<Napi::Object>());
     has_try_reap = !job->script->results.empty();
     job->has_mrelease = script.As<Napi::Object>().Get("processMrelease").ToBoolean();
+    job->has_kill_flag = has_try_reap && script.As<Napi::Object>().Get("tryReapKill").ToBoolean();
   } else {
     job->syscall_nr = syscall_nr.Get();
     has_try_reap = job->syscall_nr > 0;
     job->has_mrelease = HasProcessMrelease();
+    job->has_kill_flag = has_try_reap && HasTryReapKill(job->syscall_nr);
   }
   job->want_progress = progress.IsUndefined() || progress.ToBoolean();
   job->mechanism = static_cast<int>(has_try_reap        ? Mechanism::kTryReap

@@ -80,6 +80,10 @@ bool HasProcessMrelease() {
   return syscall(__NR_process_mrelease, -1, 0) < 0 && errno == EBADF;
 }
 
+bool HasTryReapKill(long syscall_nr) {
+  return TryReapDyingProcess(syscall_nr, -1, 0, kTryReapKill) == -EBADF;
+}
+
 long PollReadable(int32_t fd) {
   struct pollfd entry = {fd, POLLIN, 0};
   int rc;

@@ -12,6 +12,10 @@ namespace pidfd_reap {
 
 constexpr const char kSyscallNrPath[] = "/sys/kernel/mm/reap_dying/syscall_nr";
 
+// try_reap_dying_process flag (series v3, <linux/oom.h>): send SIGKILL to the
+// process and every other process sharing its mm, then reap, in one call.
+constexpr uint32_t kTryReapKill = 0x1;
+
 // Parses the sysfs text: a decimal number without sign or leading zeros,
 // optionally followed by one newline. Returns the number or -EINVAL.
 long ParseSyscallNr(const char* text, size_t length);
@@ -30,6 +34,10 @@ long TryReapDyingProcess(long nr, int32_t pidfd, uint64_t max_bytes, uint32_t fl
 
 // process_mrelease exists iff it gets as far as rejecting fd -1.
 bool HasProcessMrelease();
+
+// try_reap_dying_process knows TRY_REAP_KILL iff, given it and fd -1, it gets
+// as far as rejecting the fd (EBADF; a kernel before the flag says EINVAL).
+bool HasTryReapKill(long syscall_nr);
 
 // 1 when fd is readable (a pidfd: the process exited), 0 if not, or -errno.
 long PollReadable(int32_t fd);

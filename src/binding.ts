@@ -5,6 +5,9 @@ import { unsupportedPlatformError } from './errors'
 
 export type NativeMechanism = 'try_reap' | 'process_mrelease' | 'none'
 
+/** How the process was sent SIGKILL: by the first try_reap_dying_process call (TRY_REAP_KILL), or by pidfd_send_signal. */
+export type NativeKillPath = 'try_reap_kill' | 'pidfd_send_signal'
+
 /** The counts of a reaping job, as its thread last published them. */
 export interface NativeReapCounts {
   /** The mechanism in use ('process_mrelease' after a run-time fallback from try_reap). */
@@ -13,6 +16,8 @@ export interface NativeReapCounts {
   /** Reaping syscalls made (a call still blocked in the kernel counts). */
   calls: number
   busyRetries: number
+  /** Set once the kill was sent. */
+  killPath?: NativeKillPath
 }
 
 /** What a job's thread reports: progress (at most every 50 ms), then one final event. */
@@ -42,6 +47,12 @@ export interface NativeReapScript {
   delayMs?: number
   /** Whether process_mrelease may be used (the fallback, or the mechanism). */
   processMrelease: boolean
+  /**
+   * Whether the scripted kernel knows TRY_REAP_KILL (default false): then
+   * the first scripted result answers the call that kills, and a result that
+   * means "killed" kills for real, with pidfd_send_signal.
+   */
+  tryReapKill?: boolean
 }
 
 /**
@@ -64,8 +75,11 @@ export interface NativeBinding {
   adoptFd(fd: number): void
   /** Closes (and forgets) an adopted fd; 0 or -errno. */
   closeFd(fd: number): number
-  /** syscallNr: the confirmed number, or -errno (-ENOENT: no patched kernel). */
-  features(): { syscallNr: number; processMrelease: boolean }
+  /**
+   * syscallNr: the confirmed number, or -errno (-ENOENT: no patched kernel);
+   * tryReapKill: try_reap_dying_process(-1, TRY_REAP_KILL, 0) answers EBADF.
+   */
+  features(): { syscallNr: number; tryReapKill: boolean; processMrelease: boolean }
   /**
    * Starts killAndReap's job: a thread that sends SIGKILL through a dup of fd
    * and runs the capped reaping loop (budget: 2^64-1 for none; deadlineMs:

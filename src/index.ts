@@ -6,6 +6,7 @@ export {
   DEFAULT_CHUNK_BYTES,
   type KillAndReapOptions,
   type KillAndReapCallOptions,
+  type KillPath,
   type Mechanism,
   type ReapProgress,
   type ReapRefusal,
@@ -16,7 +17,7 @@ export {
   constants,
   features,
   reapDyingFeature,
-  reapDyingStats,
+  stats,
   pidfdOpen,
   pidfdSendSignal,
   tryReapDyingProcess,
@@ -27,6 +28,7 @@ export {
   type Features,
   type ReapDyingFeature,
   type ReapDyingStats,
+  type ShrinkerFeature,
 } from './syscalls'
 export { parseSize, parseDuration, formatBytes, formatDuration } from './units'
 // PSI triggers and the example memory-pressure daemon (docs/daemon.md).

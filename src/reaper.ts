@@ -6,7 +6,7 @@
 // 'progress' events, the deadline and aborts.
 import { EventEmitter } from 'node:events'
 import { performance } from 'node:perf_hooks'
-import { native, type NativeReapCounts, type NativeReapEvent, type NativeReapJob, type NativeReapScript } from './binding'
+import { native, type NativeKillPath, type NativeReapCounts, type NativeReapEvent, type NativeReapJob, type NativeReapScript } from './binding'
 import { describeErrno, systemError } from './errors'
 import { Pidfd } from './pidfd'
 import { check } from './syscalls'
@@ -21,6 +21,13 @@ import {
 } from './validate'
 
 export type Mechanism = 'try_reap' | 'process_mrelease' | 'none'
+
+/**
+ * How SIGKILL was sent: 'try_reap_kill' when the kernel has TRY_REAP_KILL and
+ * the first try_reap_dying_process call killed (and reaped), else
+ * 'pidfd_send_signal'.
+ */
+export type KillPath = NativeKillPath
 
 export type StopReason =
   | 'exited' // the process exited: its pidfd became readable
@@ -51,6 +58,8 @@ export interface ReapRefusal {
 }
 
 export interface ReapReport extends ReapProgress {
+  /** How SIGKILL was sent (see KillPath). */
+  killPath: KillPath
   /** The process has exited: its pidfd was readable when the report was made. */
   exited: boolean
   stopReason: StopReason
@@ -211,6 +220,8 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
         if (counts.calls > 0 && changed) emitProgress(counts)
         const report: ReapReport = {
           ...progressOf(counts),
+          // Every report comes after the kill (a failed kill rejects).
+          killPath: counts.killPath!,
           exited: check(native.pollReadable(fd), 'poll', pid) === 1,
           stopReason,
         }

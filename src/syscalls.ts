@@ -10,6 +10,8 @@ export const constants = {
   PIDFD_NONBLOCK: 0o4000,
   /** pidfd_open flag: pid is a thread id and the pidfd refers to that thread (Linux >= 6.9). */
   PIDFD_THREAD: 0o200,
+  /** try_reap_dying_process flag (series v3): kill the process (and every process sharing its mm), then reap, in one call. */
+  TRY_REAP_KILL: 0x1,
 } as const
 
 export interface ReapDyingFeature {
@@ -17,14 +19,28 @@ export interface ReapDyingFeature {
   syscallNr: number
 }
 
+export interface ShrinkerFeature {
+  /** /sys/kernel/mm/reap_dying/shrinker_enabled is 1 (root can write 0 or 1; default 0). */
+  enabled: boolean
+}
+
 export interface Features {
   /** try_reap_dying_process, when a patched kernel confirmed its number. */
   tryReap: ReapDyingFeature | null
+  /**
+   * try_reap_dying_process takes TRY_REAP_KILL (series v3): one call kills and
+   * reaps, and killAndReap uses it.
+   */
+  tryReapKill: boolean
+  /** The reap_dying shrinker of doomed processes (series v3), or null without it. */
+  shrinker: ShrinkerFeature | null
   /** process_mrelease(2) (Linux >= 5.15). */
   processMrelease: boolean
 }
 
 export const REAP_DYING_SYSFS = '/sys/kernel/mm/reap_dying'
+export const SHRINKER_ENABLED = `${REAP_DYING_SYSFS}/shrinker_enabled`
+export const VMSTAT = '/proc/vmstat'
 
 /**
  * Throws the error for a negative binding result, or returns the value. `pid`
@@ -53,9 +69,21 @@ function unavailableReason(syscallNr: number): string {
 
 export function features(): Features {
   const raw = native.features()
+  const tryReap = raw.syscallNr > 0 ? { syscallNr: raw.syscallNr } : null
   return {
-    tryReap: raw.syscallNr > 0 ? { syscallNr: raw.syscallNr } : null,
+    tryReap,
+    tryReapKill: tryReap !== null && raw.tryReapKill,
+    shrinker: shrinkerFeature(),
     processMrelease: raw.processMrelease,
+  }
+}
+
+/** null without the file, and when it cannot be read (EMFILE...): features() never throws for it. */
+function shrinkerFeature(): ShrinkerFeature | null {
+  try {
+    return { enabled: readFileSync(SHRINKER_ENABLED, 'utf8').trim() === '1' }
+  } catch {
+    return null
   }
 }
 
@@ -63,21 +91,46 @@ export function reapDyingFeature(): ReapDyingFeature | null {
   return features().tryReap
 }
 
+/** The kernel's counts of try_reap_dying_process and its shrinker (series v3: vm events). */
 export interface ReapDyingStats {
+  /** Calls of the system call (reap_dying_calls). */
   calls: number
+  /** Pages unmapped by the system call (reap_dying_pages). */
   pagesReaped: number
+  /** Pages unmapped by the shrinker (reap_dying_shrinker_pages). */
+  shrinkerPagesReaped: number
+  /** EBUSY answers (reap_dying_busy). */
   busy: number
+  /** Ranges left for later: an mmu notifier would block, a huge entry not split, a swap or migration entry (reap_dying_deferred). */
+  deferred: number
 }
 
-/** The patched kernel's counters, or null on kernels without the patch. */
-export function reapDyingStats(directory = REAP_DYING_SYSFS): ReapDyingStats | null {
-  const read = (name: string): number => Number(readFileSync(`${directory}/${name}`, 'utf8').trim())
-  try {
-    return { calls: read('calls'), pagesReaped: read('pages_reaped'), busy: read('busy') }
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null
-    throw error
+const VMSTAT_FIELDS = {
+  calls: 'reap_dying_calls',
+  pagesReaped: 'reap_dying_pages',
+  shrinkerPagesReaped: 'reap_dying_shrinker_pages',
+  busy: 'reap_dying_busy',
+  deferred: 'reap_dying_deferred',
+} as const
+
+/**
+ * The reap_dying_* lines of /proc/vmstat, or null on a kernel without them
+ * (no series, or one before v3). Throws for a kernel that has only some of them.
+ */
+export function stats(vmstat = VMSTAT): ReapDyingStats | null {
+  const lines = new Map<string, number>()
+  for (const line of readFileSync(vmstat, 'utf8').split('\n')) {
+    const [name, value] = line.split(' ')
+    if (name.startsWith('reap_dying_')) lines.set(name, Number(value))
   }
+  if (lines.size === 0) return null
+  const out = {} as ReapDyingStats
+  for (const [field, name] of Object.entries(VMSTAT_FIELDS) as [keyof ReapDyingStats, string][]) {
+    const value = lines.get(name)
+    if (value === undefined) throw new Error(`${vmstat} has reap_dying_* lines but no ${name}`)
+    out[field] = value
+  }
+  return out
 }
 
 /** pidfd_open(2); the pidfd is close-on-exec. Close it with fs.closeSync or use Pidfd. */

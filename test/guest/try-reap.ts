@@ -37,7 +37,8 @@ t.test('errors from the patched kernel', { skip }, async (t) => {
   using pidfd = api.Pidfd.open(hog.pid)
   t.throws(() => pidfd.tryReap(4096), { code: 'EPERM', errno: -1, syscall: 'try_reap_dying_process' }, 'not dying')
   t.throws(() => pidfd.tryReap(0), { code: 'EPERM' }, 'the max_bytes = 0 probe checks too')
-  t.throws(() => pidfd.tryReap(4096, 1), { code: 'EINVAL' }, 'flags')
+  // Bit 0 is TRY_REAP_KILL on a v3 kernel (it would kill): an unknown bit.
+  t.throws(() => pidfd.tryReap(4096, 2), { code: 'EINVAL' }, 'flags')
   await t.rejects(pidfd.tryReapAsync(4096), { code: 'EPERM' })
   const devNull = openSync('/dev/null', 'r')
   t.throws(() => api.tryReapDyingProcess(devNull, 4096), { code: 'EINVAL' }, 'not a pidfd')
@@ -86,14 +87,14 @@ t.test('capped calls: each within its cap (or one whole THP), the sum is the RSS
 
 t.test('killAndReap takes the try_reap path', { skip }, async (t) => {
   const { hog, release } = await starvedVictim(t, 128)
-  const statsBefore = api.reapDyingStats()!
+  const statsBefore = api.stats()
   const before = rss(hog.pid)
   const progress: api.ReapProgress[] = []
   const delay = monitorEventLoopDelay({ resolution: 1 })
   delay.enable()
   const report = await api.killAndReap(hog.pid, { chunkBytes: 16 * MiB, onProgress: (p) => progress.push(p) })
   delay.disable()
-  t.match(report, { mechanism: 'try_reap', stopReason: 'done', exited: false })
+  t.match(report, { mechanism: 'try_reap', killPath: api.features().tryReapKill ? 'try_reap_kill' : 'pidfd_send_signal', stopReason: 'done', exited: false })
   t.ok(report.bytesReaped >= 120 * MiB && report.bytesReaped <= before, `${report.bytesReaped / MiB} MiB`)
   t.ok(report.calls >= 8, `${report.calls} calls`)
   t.match(progress.at(-1), { calls: report.calls, bytesReaped: report.bytesReaped }, 'the last progress event has the final counts')
@@ -102,10 +103,56 @@ t.test('killAndReap takes the try_reap path', { skip }, async (t) => {
   const p99 = delay.percentile(99) / 1e6
   t.comment(`event-loop delay during the reap: p99 ${p99.toFixed(2)} ms, max ${(delay.max / 1e6).toFixed(2)} ms (TCG)`)
   t.ok(p99 < 50, `event-loop delay p99 ${p99.toFixed(2)} ms`)
-  const statsAfter = api.reapDyingStats()!
-  t.ok(statsAfter.calls >= statsBefore.calls + report.calls, 'sysfs calls counter')
-  t.ok(statsAfter.pagesReaped > statsBefore.pagesReaped, 'sysfs pages_reaped counter')
+  // The vm events of series v3 (before it, sysfs counters, which stats() does not read).
+  const statsAfter = api.stats()
+  if (statsBefore && statsAfter) {
+    t.ok(statsAfter.calls >= statsBefore.calls + report.calls, 'reap_dying_calls')
+    t.ok((statsAfter.pagesReaped - statsBefore.pagesReaped) * 4096 >= report.bytesReaped, 'reap_dying_pages')
+  }
   await release()
+})
+
+const killSkip = skip || (api.features().tryReapKill ? false : 'no TRY_REAP_KILL: a kernel before series v3')
+
+t.test('TRY_REAP_KILL: the first call kills a live victim and reaps it', { skip: killSkip }, async (t) => {
+  const { hog, release } = await starvedVictim(t, 128)
+  using pidfd = api.Pidfd.open(hog.pid)
+  const before = rss(hog.pid)
+  const cap = 32 * MiB
+  // Live, not dying: the kill and the first reap are one call.
+  const first = pidfd.tryReap(cap, api.constants.TRY_REAP_KILL)
+  t.ok(first > 0 && first <= Math.max(cap, PMD), `the killing call reaped ${first / MiB} MiB`)
+  let total = first
+  for (;;) {
+    let bytes: number
+    try {
+      bytes = pidfd.tryReap(cap)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error
+      continue
+    }
+    if (bytes === 0) break
+    total += bytes
+  }
+  t.ok(total >= 120 * MiB && total <= before, `reaped ${total / MiB} MiB of ${before / MiB} MiB, the victim still starved`)
+  t.equal(pidfd.hasExited(), false, 'killed, not yet exited')
+  await release()
+  await pidfd.exited()
+  t.pass('it was killed: it exits once it can run')
+})
+
+t.test('TRY_REAP_KILL: killAndReap reports the kill path', { skip: killSkip }, async (t) => {
+  const { hog, release } = await starvedVictim(t, 64)
+  const report = await api.killAndReap(hog.pid, { chunkBytes: 16 * MiB })
+  t.match(report, { mechanism: 'try_reap', killPath: 'try_reap_kill', stopReason: 'done', exited: false })
+  t.ok(report.bytesReaped >= 60 * MiB, `${report.bytesReaped / MiB} MiB`)
+  // No reaping wanted: the kill alone, by pidfd_send_signal.
+  await release()
+  const other = await starvedVictim(t, 16)
+  const killOnly = await api.killAndReap(other.hog.pid, { budgetBytes: 0 })
+  t.match(killOnly, { killPath: 'pidfd_send_signal', stopReason: 'budget', calls: 0 })
+  await other.release()
+  await other.hog.gone
 })
 
 t.test('the budget stops reaping', { skip }, async (t) => {
@@ -122,7 +169,7 @@ t.test('EBUSY from a victim holding its mmap_lock is backed off', { skip }, asyn
   let sawBusy = false
   for (let attempt = 0; attempt < 5 && !sawBusy; attempt++) {
     const { hog, release } = await starvedVictim(t, 256, ['--mprotect'])
-    const busyBefore = api.reapDyingStats()!.busy
+    const busyBefore = api.stats()?.busy
     const report = await api.killAndReap(hog.pid, { deadlineMs: 1500 })
     t.equal(report.mechanism, 'try_reap')
     // Like the kselftest, an attempt only counts if the victim stayed stuck
@@ -130,7 +177,7 @@ t.test('EBUSY from a victim holding its mmap_lock is backed off', { skip }, asyn
     if (report.busyRetries > 0 && report.stopReason !== 'exited') {
       sawBusy = true
       t.ok(['deadline', 'done'].includes(report.stopReason), report.stopReason)
-      t.ok(api.reapDyingStats()!.busy > busyBefore, 'sysfs busy counter')
+      if (busyBefore !== undefined) t.ok(api.stats()!.busy > busyBefore, 'reap_dying_busy')
       t.ok(report.elapsedMs < 5000, 'the deadline holds')
     } else {
       t.comment(`attempt ${attempt}: ${report.busyRetries} EBUSY, then ${report.stopReason}`)

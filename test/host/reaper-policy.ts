@@ -292,3 +292,32 @@ t.test('progress events flow only while the Reaper has progress listeners', { sk
   t.ok(counts.second >= 1, `${counts.second} events after removeAllListeners()`)
   t.equal(untyped.listenerCount('newListener'), 1, 'the bookkeeping listener is added once')
 })
+
+t.test('TRY_REAP_KILL: the first call kills and reaps; refusals before the kill fall back', { skip }, async (t) => {
+  // A scripted v3 kernel: its first result answers the call with TRY_REAP_KILL,
+  // whose kill is real (pidfd_send_signal) when the result means "killed".
+  const kill = (results: number[], extra: Partial<TryReapScript> = {}): TryReapScript => script(results, { tryReapKill: true, ...extra })
+  const first = await victim(t)
+  using watch = Pidfd.open(first.pid)
+  const report = await new Reaper({}, kill([16 * MiB, 4 * MiB, 0])).killAndReap(first.pid)
+  t.match(report, { mechanism: 'try_reap', killPath: 'try_reap_kill', calls: 3, bytesReaped: 20 * MiB, stopReason: 'done', exited: false })
+  first.thaw()
+  await watch.exited()
+  t.pass('killed for real: it exits once thawed')
+  // EBUSY and EAGAIN mean killed too: the loop goes on (and backs off).
+  const busy = await new Reaper({}, kill([EBUSY, EAGAIN, MiB, 0])).killAndReap((await victim(t)).pid)
+  t.match(busy, { killPath: 'try_reap_kill', calls: 4, busyRetries: 1, bytesReaped: MiB, stopReason: 'done' })
+  // EPERM (a process sharing the mm that may not be killed), EINVAL, ESRCH:
+  // nobody was killed; pidfd_send_signal kills, and the loop goes on as before.
+  for (const refusal of [EPERM, EINVAL, ESRCH]) {
+    const fallen = await new Reaper({}, kill([refusal, MiB, 0])).killAndReap((await victim(t)).pid)
+    t.match(fallen, { mechanism: 'try_reap', killPath: 'pidfd_send_signal', calls: 3, bytesReaped: MiB, stopReason: 'done' }, `first call ${refusal}`)
+  }
+  // ENOSYS (a seccomp filter): process_mrelease, measured from before the kill.
+  const seccomp = await new Reaper({}, kill([ENOSYS], { processMrelease: true })).killAndReap((await victim(t, 64)).pid)
+  t.match(seccomp, { mechanism: 'process_mrelease', killPath: 'pidfd_send_signal', calls: 2, stopReason: 'done' })
+  t.ok(seccomp.bytesReaped >= 60 * MiB, `process_mrelease took ${seccomp.bytesReaped / MiB} MiB`)
+  // No reaping wanted (budget 0, deadline passed): the kill alone.
+  t.match(await new Reaper({ budgetBytes: 0 }, kill([MiB])).killAndReap((await victim(t)).pid), { killPath: 'pidfd_send_signal', calls: 0, stopReason: 'budget' })
+  t.match(await new Reaper({ deadlineMs: 0 }, kill([MiB])).killAndReap((await victim(t)).pid), { killPath: 'pidfd_send_signal', calls: 0, stopReason: 'deadline' })
+})

@@ -4,7 +4,7 @@
 // kernel, the patched one, an old one and under a seccomp filter.
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as api from '../../src/index'
@@ -22,23 +22,64 @@ function unusedPid(): number {
 
 t.test('features: what the running kernel offers', async (t) => {
   const tryReap = kernel.tryReapNr === null ? null : { syscallNr: kernel.tryReapNr }
-  t.same(api.features(), { tryReap, processMrelease: kernel.processMrelease })
+  t.same(api.features(), {
+    tryReap,
+    tryReapKill: kernel.tryReapKill,
+    shrinker: kernel.shrinkerEnabled === null ? null : { enabled: kernel.shrinkerEnabled },
+    processMrelease: kernel.processMrelease,
+  })
   t.same(api.reapDyingFeature(), tryReap)
-  const stats = api.reapDyingStats()
-  if (tryReap) t.match(stats, { calls: Number, pagesReaped: Number, busy: Number }, 'the patched kernel counts')
-  else t.equal(stats, null, 'no counters without the patch')
+  const stats = api.stats()
+  if (kernel.vmEvents) {
+    t.match(stats, { calls: Number, pagesReaped: Number, shrinkerPagesReaped: Number, busy: Number, deferred: Number }, 'the v3 kernel counts')
+  } else {
+    t.equal(stats, null, 'no reap_dying vm events on this kernel')
+  }
   t.equal(native.syscallNrPath, SYSCALL_NR_FILE)
 })
 
-t.test('reapDyingStats reads the counters', async (t) => {
+t.test('stats reads the reap_dying lines of /proc/vmstat', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'reap-dying-'))
-  writeFileSync(join(dir, 'calls'), '12\n')
-  writeFileSync(join(dir, 'pages_reaped'), '3456\n')
-  writeFileSync(join(dir, 'busy'), '7\n')
-  t.same(api.reapDyingStats(dir), { calls: 12, pagesReaped: 3456, busy: 7 })
+  const vmstat = (name: string, lines: string[]): string => {
+    const path = join(dir, name)
+    writeFileSync(path, ['nr_free_pages 1000', ...lines, 'thp_split_pmd 3', ''].join('\n'))
+    return path
+  }
+  const all = ['reap_dying_calls 12', 'reap_dying_pages 3456', 'reap_dying_shrinker_pages 78', 'reap_dying_busy 7', 'reap_dying_deferred 2']
+  t.same(api.stats(vmstat('v3', all)), { calls: 12, pagesReaped: 3456, shrinkerPagesReaped: 78, busy: 7, deferred: 2 })
+  t.equal(api.stats(vmstat('none', [])), null, 'a kernel without the series (or before v3)')
+  t.throws(() => api.stats(vmstat('partial', all.slice(0, 3))), { message: /has reap_dying_\* lines but no reap_dying_busy/ })
   mkdirSync(join(dir, 'broken'))
-  mkdirSync(join(dir, 'broken', 'calls'))
-  t.throws(() => api.reapDyingStats(join(dir, 'broken')), { code: 'EISDIR' })
+  t.throws(() => api.stats(join(dir, 'broken')), { code: 'EISDIR' })
+})
+
+t.test('features: TRY_REAP_KILL and the shrinker, as a v3 kernel reports them', async (t) => {
+  // The host kernel has neither: the binding and the sysfs file are substituted.
+  const load = (raw: { syscallNr: number; tryReapKill: boolean }, shrinker: string | Error) =>
+    t.mockRequire<typeof import('../../src/syscalls')>('../../src/syscalls', {
+      '../../src/binding': { native: Object.create(native, { features: { value: () => ({ ...raw, processMrelease: true }) } }) },
+      'node:fs': {
+        readFileSync: (path: string, encoding: BufferEncoding) => {
+          if (path !== '/sys/kernel/mm/reap_dying/shrinker_enabled') return readFileSync(path, encoding)
+          if (shrinker instanceof Error) throw shrinker
+          return shrinker
+        },
+      },
+    })
+  const enoent = Object.assign(new Error('ENOENT: no such file'), { code: 'ENOENT' })
+  t.same(load({ syscallNr: 463, tryReapKill: true }, '1\n').features(), {
+    tryReap: { syscallNr: 463 },
+    tryReapKill: true,
+    shrinker: { enabled: true },
+    processMrelease: true,
+  })
+  t.match(load({ syscallNr: 463, tryReapKill: true }, '0\n').features(), { tryReapKill: true, shrinker: { enabled: false } })
+  t.match(load({ syscallNr: 463, tryReapKill: false }, enoent).features(), { tryReapKill: false, shrinker: null }, 'series v2')
+  // Without a confirmed number the probe's answer is not the flag's.
+  t.match(load({ syscallNr: -2, tryReapKill: true }, enoent).features(), { tryReap: null, tryReapKill: false })
+  // A file that cannot be read (EMFILE, EACCES) is no shrinker known: features() does not throw.
+  const emfile = Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' })
+  t.match(load({ syscallNr: 463, tryReapKill: true }, emfile).features(), { tryReapKill: true, shrinker: null })
 })
 
 t.test('the sysfs syscall number is parsed strictly', async (t) => {
@@ -81,7 +122,7 @@ t.test('a confirmed syscall number is reported', async (t) => {
       native: Object.create(native, { features: { value: () => ({ syscallNr: 463, processMrelease: false }) } }),
     },
   })
-  t.same(mocked.features(), { tryReap: { syscallNr: 463 }, processMrelease: false })
+  t.match(mocked.features(), { tryReap: { syscallNr: 463 }, processMrelease: false })
   t.same(mocked.reapDyingFeature(), { syscallNr: 463 })
   // The call was made, so ENOSYS is the kernel's (or a seccomp filter's) own answer.
   t.throws(() => mocked.check(-38, 'try_reap_dying_process', 42), {
