@@ -133,7 +133,7 @@ export function memoryBackSvg(results: Results): string {
   const ly = 60 + h + 58
   body.push(`<rect x="70" y="${ly - 9}" width="20" height="10" fill="#9ecae1"/><text x="96" y="${ly}">min–max over rounds</text>`)
   body.push(`<line x1="240" y1="${ly - 4}" x2="262" y2="${ly - 4}" stroke="#08519c" stroke-width="2"/><text x="268" y="${ly}">median: MemFree rise since the kill</text>`)
-  body.push(`<line x1="500" y1="${ly - 4}" x2="522" y2="${ly - 4}" stroke="#e6550d" stroke-dasharray="5,3"/><text x="528" y="${ly}">median: the kernel's count (reap_dying/pages_reaped)</text>`)
+  body.push(`<line x1="500" y1="${ly - 4}" x2="522" y2="${ly - 4}" stroke="#e6550d" stroke-dasharray="5,3"/><text x="528" y="${ly}">median: the kernel's count (reap_dying_pages, /proc/vmstat)</text>`)
   body.push(`<rect x="930" y="${ly - 9}" width="20" height="10" fill="#fde2e2"/><text x="956" y="${ly}">victim stuck (starved; checked that it did not run)</text>`)
   body.push(`<text x="70" y="${ly + 20}" fill="#555">Dotted line: what the victim held (${size} MiB). Curves hold their last value after a run's sampling ended.</text>`)
   return svg(70 + panels.length * (w + 30), ly + 34, body)

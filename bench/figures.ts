@@ -34,7 +34,7 @@ export interface Figures {
   victimRan: boolean | null
   /** MemFree's rise by stuckUntilMs, ÷ heldBytes. */
   freedWhileStuckFraction: number | null
-  /** The kernel's count (reap_dying/pages_reaped) over the run, bytes. */
+  /** The kernel's count (reap_dying_pages in /proc/vmstat) over the run, bytes. */
   kernelReapedBytes: number
   /** MemFree rise ÷ the kernel's count, at the end of the reaping (reapers only). */
   memFreeVsKernelCount: number | null

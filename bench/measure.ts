@@ -56,7 +56,7 @@ export interface Sample {
   rss: number
   /** MemFree. */
   free: number
-  /** reap_dying/pages_reaped (the kernel's own count, all callers). */
+  /** reap_dying_pages in /proc/vmstat (the kernel's own count, all callers). */
   reapedPages: number
 }
 

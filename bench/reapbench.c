@@ -25,7 +25,8 @@
 // ended, default 30) --timeout-ms MS (default 120000).
 //
 // A sample is cheap: MemFree from sysinfo(2) (no /proc/meminfo text), the
-// RSS and the counter through file descriptors kept open (pread). The time
+// RSS and the kernel's count (reap_dying_pages in /proc/vmstat) through file
+// descriptors kept open (pread). The time
 // spent taking samples is reported (samplerBusyNs), so its cost is visible.
 // "ran" looks (victim/reap-sys.h: CPU time, context switches) are taken at
 // the kill, when the busy loop is ended and when the reaping ended.
@@ -83,14 +84,14 @@ struct sample {
   uint64_t t;
   int64_t rss_pages;  // -1: statm unreadable (the process is gone)
   int64_t free_kb;
-  int64_t reaped_pages;  // reap_dying/pages_reaped (-1 without the series)
+  int64_t reaped_pages;  // reap_dying_pages of /proc/vmstat (-1 without series v3)
 };
 
 #define MAX_SAMPLES 400000
 static struct sample *samples;
 static atomic_long nsamples;
 static atomic_int sampler_stop;
-static int sampler_realtime, statm_fd = -1, reaped_fd = -1;
+static int sampler_realtime, statm_fd = -1, vmstat_fd = -1;
 static uint64_t sampler_busy_ns, sampler_start_ns, sampler_end_ns;
 
 static int64_t pread_number(int fd, int field) {
@@ -104,6 +105,16 @@ static int64_t pread_number(int fd, int field) {
   return field ? b : a;
 }
 
+// reap_dying_pages from /proc/vmstat, read through a kept fd; -1 without it.
+static int64_t pread_reaped_pages(void) {
+  static char buf[16384];
+  if (vmstat_fd < 0) return -1;
+  ssize_t n = pread(vmstat_fd, buf, sizeof buf - 1, 0);
+  if (n <= 0) return -1;
+  buf[n] = 0;
+  return reap_field_after(buf, "\nreap_dying_pages ");
+}
+
 static void take_sample(void) {
   long i = atomic_load(&nsamples);
   if (i >= MAX_SAMPLES) return;
@@ -112,7 +123,7 @@ static void take_sample(void) {
   s->t = reap_now_ns();
   s->rss_pages = pread_number(statm_fd, 1);
   s->free_kb = sysinfo(&si) == 0 ? (int64_t)((uint64_t)si.freeram * si.mem_unit / 1024) : -1;
-  s->reaped_pages = pread_number(reaped_fd, 0);
+  s->reaped_pages = pread_reaped_pages();
   sampler_busy_ns += reap_now_ns() - s->t;
   atomic_store(&nsamples, i + 1);
 }
@@ -149,7 +160,7 @@ static void start_sampler(void) {
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/statm", opt_pid);
   statm_fd = open(path, O_RDONLY | O_CLOEXEC);
-  reaped_fd = open(REAP_DYING_SYSFS "/pages_reaped", O_RDONLY | O_CLOEXEC);
+  vmstat_fd = open("/proc/vmstat", O_RDONLY | O_CLOEXEC);
   samples = calloc(MAX_SAMPLES, sizeof *samples);
   if (!samples) die("calloc");
   if (pthread_create(&sampler_thread, NULL, sampler, NULL) != 0) die("pthread_create");
@@ -271,7 +282,7 @@ static void print_json(const char *method, uint64_t t_exit, int64_t rss_before) 
   print_look("atKill", at_kill);
   print_look("atRelease", at_release);
   print_look("atEnd", at_end);
-  // Samples: [t, rss pages, MemFree kB, pages_reaped]
+  // Samples: [t, rss pages, MemFree kB, reap_dying_pages]
   printf("\"samples\":[");
   for (long i = 0; i < n; i++) {
     printf("%s[%" PRIu64 ",%" PRId64 ",%" PRId64 ",%" PRId64 "]", i ? "," : "", samples[i].t, samples[i].rss_pages,

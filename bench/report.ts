@@ -97,7 +97,7 @@ function memoryText(r: Results): string[] {
   lines.push(
     '',
     'Median (min–max) over the valid measured rounds; times from SIGKILL. "calls": every reaping call, whatever it answered (bytes, 0, EAGAIN, EBUSY...); "of which reaped": those that returned bytes (not known one by one for killAndReap: –). ' +
-      '"event loop p99": perf_hooks.monitorEventLoopDelay({ resolution: 1 }) while killAndReap ran, only in the arm that monitors it, and in parentheses over 300 ms of doing nothing just before the kill (what the guest and the host alone cost the loop). "MemFree ÷ kernel count": MemFree\'s rise at the end of the reaping over what `/sys/kernel/mm/reap_dying/pages_reaped` counted ' +
+      '"event loop p99": perf_hooks.monitorEventLoopDelay({ resolution: 1 }) while killAndReap ran, only in the arm that monitors it, and in parentheses over 300 ms of doing nothing just before the kill (what the guest and the host alone cost the loop). "MemFree ÷ kernel count": MemFree\'s rise at the end of the reaping over what `reap_dying_pages` in `/proc/vmstat` counted ' +
       '(process_mrelease is not counted there: –). ' +
       `The sampler (MemFree by sysinfo, RSS and the counter by pread) costs ${sampler.length ? fmtUs(Math.max(...sampler)) : '–'} per sample at most; "sampler CPU" is its share of CPU 1, which the exit of an unstarved victim shares.`,
   )
@@ -179,7 +179,7 @@ function boundsText(r: Results): string[] {
     lines.push('Kernel answers outside the v2 ABI (all runs, warm-up and repeated rounds included):', '')
     for (const a of b.anomalies) lines.push(`- \`${a.arm}\` (${a.runs} runs): ${a.what}`)
   } else {
-    lines.push('No kernel answer outside the v2 ABI in any run (results within the cap or one THP, 0 stays 0, pages_reaped and the RSS drop equal to the results).')
+    lines.push('No kernel answer outside the v2 ABI in any run (results within the cap or one THP, 0 stays 0, reap_dying_pages and the RSS drop equal to the results).')
   }
   const hc = b.hostContention
   if (hc) {
