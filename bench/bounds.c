@@ -309,15 +309,18 @@ static void thaw(void) {
 static const char *vmstat_keys[] = {"pgmigrate_success", "compact_stall", "compact_migrate_scanned", "pgscan_kswapd", "thp_collapse_alloc"};
 #define NVMSTAT (sizeof vmstat_keys / sizeof *vmstat_keys)
 
-static void read_vmstat(long long *out) {
+// keys[i]'s count in /proc/vmstat into out[i] (-1 if missing).
+static void read_vmstat_keys(const char **keys, size_t n, long long *out) {
   static char buf[16384];
   char key[64];
   int ok = reap_read_text("/proc/vmstat", buf, sizeof buf) > 0;
-  for (size_t i = 0; i < NVMSTAT; i++) {
-    snprintf(key, sizeof key, "\n%s ", vmstat_keys[i]);
+  for (size_t i = 0; i < n; i++) {
+    snprintf(key, sizeof key, "\n%s ", keys[i]);
     out[i] = ok ? reap_field_after(buf, key) : -1;
   }
 }
+
+static void read_vmstat(long long *out) { read_vmstat_keys(vmstat_keys, NVMSTAT, out); }
 
 // The kernel's own counts (series v3: vm events; -1 without them).
 struct counters {
@@ -355,6 +358,12 @@ static long timed_flags(long nr, int pidfd, unsigned int flags, size_t cap) {
 
 static long timed(long nr, int pidfd, size_t cap) { return timed_flags(nr, pidfd, 0, cap); }
 
+// A fixed piece of user-space work.
+static void spin_work(unsigned long n) {
+  for (volatile unsigned long i = 0; i < n; i++) {
+  }
+}
+
 // A fixed piece of user-space work, timed: the best of three. Under QEMU TCG
 // on a busy host the vCPU thread may share a host core; this shows how fast
 // the vCPU ran just before the kill and just after the last call.
@@ -362,8 +371,7 @@ static uint64_t calibrate(void) {
   uint64_t best = UINT64_MAX;
   for (int round = 0; round < 3; round++) {
     uint64_t start = reap_now_ns();
-    for (volatile unsigned long i = 0; i < 200000; i++) {
-    }
+    spin_work(200000);
     uint64_t ns = reap_now_ns() - start;
     if (ns < best) best = ns;
   }
@@ -376,11 +384,6 @@ static uint64_t calibrate(void) {
 // host the two vCPU threads may not get two host cores: then no two
 // reapers can go faster than one, whatever the kernel does.
 #define CONTROL_LOOPS 20000000UL
-
-static void spin_work(unsigned long n) {
-  for (volatile unsigned long i = 0; i < n; i++) {
-  }
-}
 
 struct control_half {
   int cpu;
@@ -570,16 +573,6 @@ static const char *stall_keys[] = {
     "slabs_scanned", "workingset_refault_file", "pgmajfault", "kswapd_low_wmark_hit_quickly"};
 #define NSTALL (sizeof stall_keys / sizeof *stall_keys)
 
-static void read_stall_vmstat(long long *out) {
-  static char buf[16384];
-  char key[64];
-  int ok = reap_read_text("/proc/vmstat", buf, sizeof buf) > 0;
-  for (size_t i = 0; i < NSTALL; i++) {
-    snprintf(key, sizeof key, "\n%s ", stall_keys[i]);
-    out[i] = ok ? reap_field_after(buf, key) : -1;
-  }
-}
-
 static long long meminfo_kib(const char *key) {
   static char buf[8192];
   return reap_read_text("/proc/meminfo", buf, sizeof buf) > 0 ? reap_field_after(buf, key) : -1;
@@ -685,13 +678,13 @@ static int stall_main(long nr) {
   }
   long long vm0[NSTALL], vm1[NSTALL];
   long long free_before = meminfo_kib("\nMemFree:"), available_before = meminfo_kib("\nMemAvailable:");
-  read_stall_vmstat(vm0);
+  read_vmstat_keys(stall_keys, NSTALL, vm0);
   int out_fd, hold_fd;
   pid_t alloc = start_allocation(&out_fd, &hold_fd);
   uint64_t t[3] = {0, 0, 0};
   struct pollfd p = {.fd = out_fd, .events = POLLIN};
   int got = poll(&p, 1, (int)opt_timeout_ms) == 1 && read(out_fd, t, sizeof t) == sizeof t;
-  read_stall_vmstat(vm1);
+  read_vmstat_keys(stall_keys, NSTALL, vm1);
   long long free_after = meminfo_kib("\nMemFree:");
   // The victim as the allocation left it: did it run, is it gone (the OOM path)?
   int victim_exited = 0;
