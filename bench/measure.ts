@@ -33,7 +33,7 @@ export function smallFreeLists(): () => void {
 export type Method =
   | { kind: 'wait' } // SIGKILL, then wait for the exit
   | { kind: 'mrelease' } // SIGKILL + process_mrelease
-  | { kind: 'tryreap'; capBytes: number } // SIGKILL + try_reap_dying_process in a C loop (0: uncapped)
+  | { kind: 'tryreap'; capBytes: number; monitorEventLoop?: boolean } // SIGKILL + try_reap_dying_process in a C loop (0: uncapped)
   | { kind: 'killAndReap'; chunkBytes: number; monitorEventLoop?: boolean } // the package, from Node
 
 export function methodName(method: Method): string {
@@ -43,7 +43,7 @@ export function methodName(method: Method): string {
     case 'mrelease':
       return 'process_mrelease'
     case 'tryreap':
-      return method.capBytes ? `C loop ${method.capBytes / MiB} MiB` : 'C loop uncapped'
+      return `${method.capBytes ? `C loop ${method.capBytes / MiB} MiB` : 'C loop uncapped'}${method.monitorEventLoop ? ', event loop monitored' : ''}`
     case 'killAndReap':
       return `killAndReap ${method.chunkBytes / MiB} MiB${method.monitorEventLoop ? ', event loop monitored' : ''}`
   }
@@ -101,7 +101,7 @@ export interface Run {
   atEnd: Look | null
   sampler: { busyNs: number; spanNs: number; count: number; periodUs: number; realtime: boolean }
   report?: ReapReport
-  /** killAndReap with monitorEventLoop: the event loop's delay while it ran. */
+  /** With monitorEventLoop: this process's event loop delay while killAndReap ran, or while the C loop reaped (from the kill to its last call). */
   eventLoop?: EventLoopDelay
   /** The same over 300 ms just before the kill, with nothing to do: the floor the guest and host give. */
   eventLoopIdle?: EventLoopDelay
@@ -216,12 +216,20 @@ export async function measure(victim: Victim, method: Method, options: RunOption
   if (method.kind === 'killAndReap') return measureKillAndReap(victim, method.chunkBytes, options, method.monitorEventLoop ?? false)
   const args = ['kill', '--method', method.kind, ...helperArgs(victim, options)]
   if (method.kind === 'tryreap') args.push('--cap', String(method.capBytes))
-  // The "killed" line wakes this process: only for live displays.
-  if (options.onKill) args.push('--notify-kill', '1')
+  // The "killed" and "reaped" lines wake this process: only for live
+  // displays, and to measure its event loop while the C loop reaps.
+  const delay = method.kind === 'tryreap' && method.monitorEventLoop ? monitorEventLoopDelay({ resolution: 1 }) : undefined
+  if (options.onKill || delay) args.push('--notify-kill', '1')
   const out = await runHelper(args, (line) => {
-    if (line === 'killed') options.onKill?.()
+    if (line === 'killed') {
+      delay?.enable()
+      options.onKill?.()
+    }
+    if (line === 'reaped') delay?.disable()
   }).result
-  return toRun(out, methodName(method), victim, out.tKill, out.rssBefore * out.pageSize)
+  const run = toRun(out, methodName(method), victim, out.tKill, out.rssBefore * out.pageSize)
+  if (delay) run.eventLoop = delayOf(delay)
+  return run
 }
 
 const delayOf = (h: IntervalHistogram): EventLoopDelay => ({ p50: h.percentile(50) / 1e6, p99: h.percentile(99) / 1e6, max: h.max / 1e6, count: h.count })

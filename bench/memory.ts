@@ -48,6 +48,7 @@ export const MRELEASE = 'process_mrelease'
 export const KILL_AND_REAP = 'killAndReap'
 export const C_LOOP = 'C loop'
 export const KILL_AND_REAP_MONITORED = 'killAndReap, event loop monitored'
+export const C_LOOP_MONITORED = 'C loop, event loop monitored'
 export const sweepExit = (ms: number): string => `exit, starved ${ms / 1000} s`
 export const sweepReap = (ms: number): string => `killAndReap, starved ${ms / 1000} s`
 
@@ -61,6 +62,9 @@ export function memoryArms(config: MemoryConfig): Arm[] {
     // The same with monitorEventLoopDelay on, whose 1 ms timer keeps waking
     // the event loop: its own arm, so that the ratios above stay unperturbed.
     { id: KILL_AND_REAP_MONITORED, scenario: 'starved', method: { kind: 'killAndReap', chunkBytes, monitorEventLoop: true } },
+    // Its control: this process's event loop while the C loop reaps the same
+    // way in another process on the same CPU.
+    { id: C_LOOP_MONITORED, scenario: 'starved', method: { kind: 'tryreap', capBytes: chunkBytes, monitorEventLoop: true } },
   ]
   for (const ms of config.sweepMs) {
     arms.push({ id: sweepExit(ms), scenario: 'starved', method: { kind: 'wait' }, releaseAfterMs: ms })
@@ -153,6 +157,7 @@ export function memoryEstimates(config: MemoryConfig, records: RunRecord[], size
     freed_while_stuck_fraction: byRound(records, sizeMiB, KILL_AND_REAP, n).map((f) => f?.freedWhileStuckFraction ?? NaN),
     killAndReap_event_loop_p99_ms: byRound(records, sizeMiB, KILL_AND_REAP_MONITORED, n).map((f) => f?.eventLoopP99Ms ?? NaN),
     idle_event_loop_p99_ms: byRound(records, sizeMiB, KILL_AND_REAP_MONITORED, n).map((f) => f?.eventLoopIdleP99Ms ?? NaN),
+    c_loop_event_loop_p99_ms: byRound(records, sizeMiB, C_LOOP_MONITORED, n).map((f) => f?.eventLoopP99Ms ?? NaN),
   }
   // The sweep: each starvation length against killAndReap at the same length.
   const sweep: Record<string, unknown>[] = []

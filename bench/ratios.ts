@@ -52,6 +52,9 @@ export const DEFINITIONS: Record<string, RatioDefinition> = {
     what: "not a ratio: the event loop's delay while killAndReap reaps a starved victim, in ms: p99 of perf_hooks.monitorEventLoopDelay({ resolution: 1 }) over each run (the time between the ticks of a 1 ms timer), median over the rounds; its own arm, as its timer wakes the event loop",
     goal: lt(10),
   },
+  c_loop_event_loop_p99_ms: {
+    what: "not a ratio: the event loop's delay (as killAndReap_event_loop_p99_ms) while the C loop reaps the same starved victim from another process on the same CPU, from the kill to its last call, in ms: what sharing the CPU with any reaper costs the loop",
+  },
   idle_event_loop_p99_ms: {
     what: 'not a ratio: the same over 300 ms of doing nothing just before the kill in the same runs, in ms: what the guest and the host alone cost the event loop',
   },

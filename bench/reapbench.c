@@ -14,9 +14,10 @@
 //        is done reaping: look at the victim again);
 //        EOF ends the sampling
 //
-// kill mode: --notify-kill 1 prints "killed" right after the kill (live
-// displays); without it nothing wakes the caller before the reaping is over,
-// as nothing does in killAndReap's runs.
+// kill mode: --notify-kill 1 prints "killed" right after the kill and
+// "reaped" when the method is done (live displays, and the caller's event
+// loop measured meanwhile); without it nothing wakes the caller before the
+// reaping is over, as nothing does in killAndReap's runs.
 //
 // Sampling options: --sample-cpu C (default 1) --sample-prio N (SCHED_FIFO,
 // default 60: above spin.c's 50, so the sampler preempts the busy loop on the
@@ -333,6 +334,10 @@ static int mode_kill(void) {
       }
       if (ret <= 0) break;  // 0: nothing left; ESRCH: gone; anything else: stop
     }
+  }
+  if (opt_notify_kill) {
+    printf("reaped\n");
+    fflush(stdout);
   }
   look(&at_end);
   settle();

@@ -97,7 +97,7 @@ function memoryText(r: Results): string[] {
   lines.push(
     '',
     'Median (min–max) over the valid measured rounds; times from SIGKILL. "calls": every reaping call, whatever it answered (bytes, 0, EAGAIN, EBUSY...); "of which reaped": those that returned bytes (not known one by one for killAndReap: –). ' +
-      '"event loop p99": perf_hooks.monitorEventLoopDelay({ resolution: 1 }) while killAndReap ran, only in the arm that monitors it, and in parentheses over 300 ms of doing nothing just before the kill (what the guest and the host alone cost the loop). "MemFree ÷ kernel count": MemFree\'s rise at the end of the reaping over what `reap_dying_pages` in `/proc/vmstat` counted ' +
+      '"event loop p99": perf_hooks.monitorEventLoopDelay({ resolution: 1 }) in the arms that monitor it, while killAndReap ran (in parentheses: over 300 ms of doing nothing just before the kill, what the guest and the host alone cost the loop) or while the C loop reaped from another process on the same CPU. "MemFree ÷ kernel count": MemFree\'s rise at the end of the reaping over what `reap_dying_pages` in `/proc/vmstat` counted ' +
       '(process_mrelease is not counted there: –). ' +
       `The sampler (MemFree by sysinfo, RSS and the counter by pread) costs ${sampler.length ? fmtUs(Math.max(...sampler)) : '–'} per sample at most; "sampler CPU" is its share of CPU 1, which the exit of an unstarved victim shares.`,
   )
