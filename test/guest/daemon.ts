@@ -1,0 +1,157 @@
+// The example memory-pressure daemon, for real, inside the QEMU guest
+// (scripts/vm -- npm run test:guest): a workload in a cgroup asks for half
+// as much memory again as the guest has available (several children, each
+// allocating a little at a time) and would drive the guest into the kernel's
+// OOM killer. With `pidfd-reap daemon` watching /proc/pressure/memory, the
+// daemon kills in the cgroup first: the OOM killer never runs (vmstat
+// oom_kill does not move, dmesg has no "invoked oom-killer"), the daemon's
+// JSON lines show its kills, and nothing outside the cgroup is touched.
+// Twice: `npx pidfd-reap daemon`, then the example on the public API,
+// `node examples/pressure-daemon.mjs`.
+//
+// Runs only in the guest (PIDFD_REAP_VM=1): anywhere else it would exhaust
+// the memory of a machine others use. Skips where the guest kernel has no
+// PSI (CONFIG_PSI) or no cgroup v2.
+import t, { type Test } from 'tap'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { MiB, compileC, killQuietly, meminfo, projectRoot, startSleeper } from '../../victims'
+
+const PSI = '/proc/pressure/memory'
+const CGROUP2 = '/sys/fs/cgroup'
+const BIN = join(projectRoot(), 'bin', 'pidfd-reap')
+const GROW = join(projectRoot(), 'test', 'fixtures', 'grow.c')
+const EXAMPLE = join(projectRoot(), 'examples', 'pressure-daemon.mjs')
+
+const skip =
+  process.env.PIDFD_REAP_VM !== '1'
+    ? 'runs only in the QEMU guest (PIDFD_REAP_VM=1): it exhausts the memory of the machine it runs on'
+    : !existsSync(PSI)
+      ? `${PSI} is missing: the guest kernel has no PSI (CONFIG_PSI)`
+      : !existsSync(join(CGROUP2, 'cgroup.procs'))
+        ? `no cgroup v2 at ${CGROUP2}`
+        : false
+
+const vmstat = (name: string): number => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(readFileSync('/proc/vmstat', 'utf8'))?.[1] ?? NaN)
+const oomReports = (): number => execFileSync('dmesg', { encoding: 'utf8' }).split('\n').filter((line) => line.includes('invoked oom-killer')).length
+
+interface Grower {
+  child: ChildProcess
+  pid: number
+  /** Resolves with the MiB held once it stopped growing (never, if killed first). */
+  held: Promise<number>
+  gone: Promise<void>
+}
+
+/** Starts a child that allocates `stepMiB` every `intervalMs` up to `maxMiB`, in the cgroup. */
+async function startGrower(exe: string, cgroup: string, stepMiB: number, intervalMs: number, maxMiB: number): Promise<Grower> {
+  // The shell joins the cgroup, then becomes the grower: it allocates nothing before.
+  const child = spawn('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, exe, String(stepMiB), String(intervalMs), String(maxMiB)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const lines = createInterface({ input: child.stdout! })
+  const ready = new Promise<number>((resolve, reject) => {
+    child.once('exit', (code, signal) => reject(new Error(`grow exited early: ${code ?? signal}`)))
+    lines.once('line', (line) => resolve(Number(/^ready (\d+)$/.exec(line)?.[1])))
+  })
+  const held = new Promise<number>((resolve) => lines.on('line', (line) => line.startsWith('held ') && resolve(Number(line.slice(5)))))
+  const pid = await ready
+  return { child, pid, held, gone }
+}
+
+/**
+ * The workload against a daemon started with `daemonArgv` (its JSON lines on
+ * stdout): the OOM killer must not run, the daemon must kill in the cgroup.
+ */
+async function overcommit(t: Test, name: string, daemonArgv: (group: string, minAvailableMiB: number) => string[]): Promise<void> {
+  const group = join(CGROUP2, `pidfd-reap-daemon-${process.pid}-${name}`)
+  mkdirSync(group)
+  t.teardown(async () => {
+    for (let tries = 0; existsSync(group); tries++) {
+      try {
+        rmdirSync(group)
+      } catch (error) {
+        if (tries > 1000) throw error
+        await sleep(10)
+      }
+    }
+  })
+  const exe = compileC(GROW)
+  // A bystander outside the cgroup that the kernel would kill first.
+  const bystander = startSleeper()
+  t.teardown(() => killQuietly(bystander))
+  writeFileSync(`/proc/${bystander.pid}/oom_score_adj`, '1000')
+
+  const total = meminfo('MemTotal')
+  const available = meminfo('MemAvailable')
+  const growers = 4
+  // Half as much again as is available, spread over the growers: two of
+  // them must go for the other two to fit.
+  const eachMiB = Math.ceil((1.5 * available) / MiB / growers)
+  const minAvailableMiB = Math.round((0.15 * total) / MiB)
+  t.comment(`MemTotal ${Math.round(total / MiB)} MiB, MemAvailable ${Math.round(available / MiB)} MiB: ${growers} growers of ${eachMiB} MiB; the daemon keeps ${minAvailableMiB} MiB available`)
+  const oomKillsBefore = vmstat('oom_kill')
+  const oomReportsBefore = oomReports()
+
+  const daemon = spawn(process.execPath, daemonArgv(group, minAvailableMiB), { stdio: ['ignore', 'pipe', 'inherit'] })
+  const daemonExit = new Promise<number | null>((resolve) => daemon.once('exit', (code) => resolve(code)))
+  t.teardown(() => daemon.kill('SIGKILL'))
+  const lines: Record<string, unknown>[] = []
+  await new Promise<void>((resolve, reject) => {
+    daemon.once('exit', (code) => reject(new Error(`the daemon exited at once: ${code}`)))
+    createInterface({ input: daemon.stdout! }).on('line', (line) => {
+      t.comment(`daemon: ${line}`)
+      lines.push(JSON.parse(line))
+      if (lines.length === 1) resolve()
+    })
+  })
+
+  const workload = await Promise.all(Array.from({ length: growers }, () => startGrower(exe, group, 16, 20, eachMiB)))
+  t.teardown(() => Promise.all(workload.map(async (g) => (g.child.kill('SIGKILL'), await g.gone))))
+  const pids = workload.map((g) => g.pid)
+  // Each grower ends killed or holding its share; then the guest is calm.
+  const startedAt = Date.now()
+  await Promise.all(workload.map((g) => Promise.race([g.held, g.gone])))
+  t.comment(`the workload settled in ${((Date.now() - startedAt) / 1000).toFixed(1)} s`)
+  daemon.kill('SIGTERM')
+  t.equal(await daemonExit, 0, 'the daemon stops cleanly on SIGTERM')
+
+  t.equal(vmstat('oom_kill'), oomKillsBefore, 'vmstat oom_kill did not move')
+  t.equal(oomReports(), oomReportsBefore, 'dmesg has no new "invoked oom-killer"')
+  const kills = lines.filter((line) => line.event === 'kill') as unknown as {
+    victim: { pid: number; oomScore: number; rssBytes: number }
+    report: { mechanism: string; bytesReaped: number; stopReason: string; elapsedMs: number; killPath?: string }
+    bytesReaped: number
+    decision: string
+  }[]
+  t.ok(kills.length >= 2, `the daemon killed ${kills.length} times (two must go for the rest to fit)`)
+  for (const kill of kills) {
+    t.ok(pids.includes(kill.victim.pid), `victim ${kill.victim.pid} was one of the workload's`)
+    t.comment(
+      `killed ${kill.victim.pid} (oom_score ${kill.victim.oomScore}, RSS ${Math.round(kill.victim.rssBytes / MiB)} MiB): ` +
+        `${kill.report.mechanism}${kill.report.killPath ? ` via ${kill.report.killPath}` : ''}, ${Math.round(kill.bytesReaped / MiB)} MiB reaped ` +
+        `in ${kill.report.elapsedMs.toFixed(0)} ms, ${kill.report.stopReason}; ${kill.decision}`,
+    )
+  }
+  const reaped = kills.reduce((sum, kill) => sum + kill.bytesReaped, 0)
+  t.ok(reaped > 0, `${Math.round(reaped / MiB)} MiB reaped in all`)
+  const killed = workload.filter((g) => g.child.signalCode === 'SIGKILL')
+  t.equal(killed.length, new Set(kills.map((k) => k.victim.pid)).size, 'the growers that died are the ones the daemon killed')
+  t.equal(bystander.child.exitCode ?? bystander.child.signalCode, null, 'the bystander outside the cgroup lives')
+  t.match(lines.at(-1), { event: 'stop', reason: 'SIGTERM' })
+}
+
+// Each overcommits the whole guest: minutes under TCG.
+t.setTimeout(15 * 60_000)
+
+t.test('npx pidfd-reap daemon keeps the guest out of the OOM killer', { skip }, (t) =>
+  overcommit(t, 'cli', (group, min) => [BIN, 'daemon', '--cgroup', group, '--stall', '100ms', '--window', '1s', '--min-available', `${min}M`, '--max-kills', '2', '--deadline', '5s']),
+)
+
+t.test('node examples/pressure-daemon.mjs does the same', { skip }, (t) =>
+  overcommit(t, 'example', (group, min) => [EXAMPLE, '--cgroup', group, '--stall', '100ms', '--window', '1s', '--min-available', `${min}M`, '--max-kills', '2']),
+)
