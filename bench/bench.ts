@@ -1,5 +1,5 @@
 // `npm run bench` inside the patched guest (bench/run boots it): runs the
-// parts (calls.ts, latency.ts, bounds.ts, memory.ts, shrinker.ts), turns their per-round
+// parts (calls.ts, latency.ts, bounds.ts, memory.ts, pressure.ts, shrinker.ts), turns their per-round
 // numbers into the tracked ratios (ratios.ts) and writes results.json,
 // results.md and the charts (report.ts, charts.ts).
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs'
@@ -12,6 +12,7 @@ import { benchConfig, fileMiB, type BenchConfig } from './config'
 import { runLatency } from './latency'
 import { RECORD_COLUMNS, memoryEstimates, memorySummary, recordRow, runMemory } from './memory'
 import { smallFreeLists } from './measure'
+import { runPressure } from './pressure'
 import { provenance } from './provenance'
 import { runShrinker } from './shrinker'
 import { ratioFields } from './ratios'
@@ -91,6 +92,14 @@ export async function runBench(config: BenchConfig = benchConfig()): Promise<voi
         invalidRuns: records.filter((r) => !r.valid).map((r) => ({ sizeMiB: r.sizeMiB, round: r.round, arm: r.arm, attempt: r.attempt, stuckUntilMs: r.figures.stuckUntilMs })),
         runs: { columns: RECORD_COLUMNS, rows: records.map(recordRow) },
       }
+    }
+    if (config.parts.includes('pressure')) {
+      const pressure = await timed('pressure', () => runPressure(config.pressure))
+      Object.assign(estimates, pressure.ratios)
+      // Its failed runs are recorded without a time.
+      const back = pressure.runs.flatMap((run) => (run.method === 'killAndReap' && run.pressureToMemoryBackMs !== undefined ? [run.pressureToMemoryBackMs] : []))
+      estimates.pressure_to_memory_back_ms = bootstrap(back.length, (picks) => median(picks.map((i) => back[i])), config.resamples, rand)
+      results.pressure = pressure
     }
     // Last: its allocations against a full guest push page cache out.
     if (config.parts.includes('shrinker')) {

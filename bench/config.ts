@@ -7,10 +7,11 @@ import { boundsConfig, type BoundsConfig } from './bounds'
 import type { CallsConfig } from './calls'
 import type { LatencyConfig } from './latency'
 import type { MemoryConfig } from './memory'
+import { pressureConfig, type PressureConfig } from './pressure'
 import { shrinkerConfig, type ShrinkerConfig } from './shrinker'
 
 const MiB = 1024 * 1024
-export const PARTS = ['memory', 'latency', 'calls', 'bounds', 'shrinker'] as const
+export const PARTS = ['memory', 'latency', 'calls', 'bounds', 'pressure', 'shrinker'] as const
 export type Part = (typeof PARTS)[number]
 
 export interface BenchConfig {
@@ -22,6 +23,7 @@ export interface BenchConfig {
   calls: CallsConfig
   bounds: BoundsConfig
   shrinker: ShrinkerConfig
+  pressure: PressureConfig
   /** The tmpfs file the victims' private-file part maps; its page cache stays for the whole run. */
   filePath: string
   /** PIDFD_REAP_* variables set for this run (the overrides). */
@@ -65,13 +67,14 @@ export function benchConfig(env = process.env): BenchConfig {
   const rounds = envNumber(env, 'PIDFD_REAP_BENCH_ROUNDS', 15)
   const warmup = envNumber(env, 'PIDFD_REAP_BENCH_WARMUP', 1)
   const resamples = envNumber(env, 'PIDFD_REAP_BENCH_RESAMPLES', 2000)
+  const seed = envNumber(env, 'PIDFD_REAP_BENCH_SEED', Date.now() % 2 ** 31)
   const filePath = '/dev/shm/pidfd-reap-bench-file'
   const shares: MixShares = env.PIDFD_REAP_BENCH_MIX ? parseShares(env.PIDFD_REAP_BENCH_MIX) : { anon: 2, thp: 1, file: 1 }
   const overrides = Object.fromEntries(
     Object.entries(env).filter(([k, v]) => /^PIDFD_REAP_(BENCH|BOUNDS)_/.test(k) && v !== undefined && !INFORMATIONAL.has(k)),
   ) as Record<string, string>
   return {
-    seed: envNumber(env, 'PIDFD_REAP_BENCH_SEED', Date.now() % 2 ** 31),
+    seed,
     resamples,
     parts: parseParts(env.PIDFD_REAP_BENCH_ONLY),
     filePath,
@@ -111,7 +114,14 @@ export function benchConfig(env = process.env): BenchConfig {
     },
     bounds: boundsConfig({ rounds, warmup, resamples, filePath }, env),
     shrinker: shrinkerConfig({ rounds, warmup, resamples }, env),
+    pressure: pressureConfigOf(rounds, seed, resamples, env),
   }
+}
+
+/** The pressure part's settings, with the run's seed and resamples, and at most its rounds. */
+function pressureConfigOf(rounds: number, seed: number, resamples: number, env: NodeJS.ProcessEnv): PressureConfig {
+  const own = pressureConfig(env)
+  return { ...own, rounds: Math.min(rounds, own.rounds), seed, resamples }
 }
 
 /** Set by bench/run to describe the run, not to change it. */

@@ -80,6 +80,12 @@ export const DEFINITIONS: Record<string, RatioDefinition> = {
     what: "an allocation's stall (its time less the same allocation with memory free) with a killed, frozen victim holding most of the memory: shrinker_enabled = 1 ÷ shrinker_enabled = 0 (the OOM path)",
     goal: le(0.1),
   },
+  pressure_to_memory_back_ms: {
+    what: "not a ratio: the pressure daemon's path, in ms: from a PSI memory trigger on a cgroup v2 group (a filler throttled at its memory.high) reaching JS to 90 % of the victim's memory back (its leaf's memory.current), killAndReap; median over the rounds",
+  },
+  pressure_to_memory_back_reap_vs_kill: {
+    what: 'the same time: killAndReap ÷ pidfd_send_signal(SIGKILL) alone (memory back through the exit), per-round ratio',
+  },
   p99_4KiB_reserved_vs_dense: { what: 'p99 of a 4 KiB-capped call: a victim with an empty 1 TiB PROT_NONE reservation ÷ the dense victim', goal: le(2) },
   p99_4KiB_vmas_vs_dense: { what: 'p99 of a 4 KiB-capped call: 10000 one-page VMAs ÷ the dense victim', goal: le(2) },
 }
