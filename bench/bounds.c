@@ -683,7 +683,9 @@ static int stall_main(long nr) {
   pid_t alloc = start_allocation(&out_fd, &hold_fd);
   uint64_t t[3] = {0, 0, 0};
   struct pollfd p = {.fd = out_fd, .events = POLLIN};
-  int got = poll(&p, 1, (int)opt_timeout_ms) == 1 && read(out_fd, t, sizeof t) == sizeof t;
+  int polled = poll(&p, 1, (int)opt_timeout_ms);
+  int timed_out = polled == 0;  // (an allocation killed by the OOM path ends with a hang-up instead)
+  int got = polled == 1 && read(out_fd, t, sizeof t) == sizeof t;
   read_vmstat_keys(stall_keys, NSTALL, vm1);
   long long free_after = meminfo_kib("\nMemFree:");
   // The victim as the allocation left it: did it run, is it gone (the OOM path)?
@@ -717,8 +719,8 @@ static int stall_main(long nr) {
   printf("\"killResult\":%ld,\"killNs\":%" PRIu64 ",\"rssBefore\":%lld,\"rssAfterKill\":%lld,\"rssAfterAlloc\":%lld,", kill_ret, kill_ns,
          rss_before, rss_killed, rss_after);
   printf("\"memFreeKiB\":[%lld,%lld],\"memAvailableKiB\":%lld,", free_before, free_after, available_before);
-  printf("\"allocated\":%s,\"allocNs\":%" PRIu64 ",\"allocErrno\":%d,\"allocStatus\":%d,", got && !t[2] ? "true" : "false",
-         got ? t[1] - t[0] : 0, (int)t[2], alloc_status);
+  printf("\"allocated\":%s,\"allocNs\":%" PRIu64 ",\"allocErrno\":%d,\"allocStatus\":%d,\"timedOut\":%s,\"timeoutMs\":%ld,",
+         got && !t[2] ? "true" : "false", got ? t[1] - t[0] : 0, (int)t[2], alloc_status, timed_out ? "true" : "false", opt_timeout_ms);
   printf("\"victimRan\":%s,\"victimExited\":%s,\"frozen\":[%s,%s],",
          pid && !(reap_same_ran(before, after) && frozen_before && frozen_after) ? "true" : "false", victim_exited ? "true" : "false",
          frozen_before ? "true" : "false", frozen_after ? "true" : "false");

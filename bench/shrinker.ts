@@ -38,6 +38,13 @@ export interface ShrinkerConfig {
   beyondMiB: number
   /** Rounds with a failed run may be repeated this many times in all. */
   maxInvalid: number
+  /**
+   * How long an `off` allocation may take. One that takes longer (the OOM
+   * path can take minutes on a busy host) is stopped and counted as taking
+   * exactly this long: its stall is a lower bound, so the round's ratio is
+   * an upper bound, never flattering to the shrinker.
+   */
+  offDeadlineMs: number
 }
 
 function envInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -62,6 +69,7 @@ export function shrinkerConfig(common: { rounds: number; warmup: number; resampl
     freeMiB: envInt(env, 'PIDFD_REAP_BENCH_SHRINKER_FREE_MIB', 384),
     beyondMiB: envInt(env, 'PIDFD_REAP_BENCH_SHRINKER_BEYOND_MIB', 384),
     maxInvalid: Math.max(2, rounds),
+    offDeadlineMs: envInt(env, 'PIDFD_REAP_BENCH_SHRINKER_OFF_DEADLINE_MS', 60000),
   }
 }
 
@@ -86,6 +94,9 @@ export interface StallOutput {
   allocNs: number
   allocErrno: number
   allocStatus: number
+  /** The allocation was not done by --timeout-ms (killed then; not a failure of its own). */
+  timedOut: boolean
+  timeoutMs: number
   /** The victim's CPU time, context switches or freezer state changed from before the kill to the end of the allocation. */
   victimRan: boolean
   /** The victim had exited (a zombie) when the allocation was done. */
@@ -128,10 +139,13 @@ function stallRun(args: string[]): Promise<StallOutput> {
   })
 }
 
+/** An `off` allocation stopped at its deadline: counted as taking the deadline. */
+export const censored = (run: StallRun): boolean => run.mode === 'off' && run.out.timedOut
+
 /** Why a run cannot be used, or null. */
 export function invalidReason(run: StallRun): string | null {
   const o = run.out
-  if (!o.allocated) return `${run.mode}: the allocation failed (errno ${o.allocErrno}, wait status ${o.allocStatus}, ${o.allocNs ? 'done' : 'no answer'})`
+  if (!o.allocated && !censored(run)) return `${run.mode}: the allocation failed (errno ${o.allocErrno}, wait status ${o.allocStatus}, ${o.allocNs ? 'done' : 'no answer'})`
   if (run.mode !== 'free') {
     if (o.killResult !== 0) return `${run.mode}: try_reap_dying_process(pidfd, TRY_REAP_KILL, 0) returned ${o.killResult}, not 0`
     if (!o.frozen[0]) return `${run.mode}: the victim was not frozen at the kill`
@@ -152,10 +166,10 @@ export function anomalies(run: StallRun): string[] {
 }
 
 const shrunkMiB = (o: StallOutput): number => (Math.max(0, o.vmstat.reap_dying_shrinker_pages) * o.pageSize) / MiB
-const allocMs = (o: StallOutput): number => o.allocNs / 1e6
+const allocMs = (o: StallOutput): number => (o.timedOut ? o.timeoutMs : o.allocNs / 1e6)
 
 export const RUN_COLUMNS = [
-  'round', 'mode', 'shrinkerEnabled', 'allocMs', 'setupMs', 'memFreeMiBBefore', 'victimRssMiB', 'victimRssMiBAfter', 'shrunkMiB',
+  'round', 'mode', 'shrinkerEnabled', 'allocMs', 'stoppedAtDeadline', 'setupMs', 'memFreeMiBBefore', 'victimRssMiB', 'victimRssMiBAfter', 'shrunkMiB',
   'victimRan', 'victimExited', 'oomKill', 'allocstall', 'pgscanDirect', 'pgscanKswapd', 'refaultFile', 'exitMs', 'runMs',
 ]
 
@@ -164,7 +178,7 @@ function runRow(run: StallRun): unknown[] {
   const v = o.vmstat
   const mib = (pages: number): number => round((pages * o.pageSize) / MiB, 1)
   return [
-    run.round, run.mode, run.shrinker, round(allocMs(o), 1), Math.round(o.setupMs), round(o.memFreeKiB[0] / 1024, 1),
+    run.round, run.mode, run.shrinker, round(allocMs(o), 1), censored(run), Math.round(o.setupMs), round(o.memFreeKiB[0] / 1024, 1),
     run.mode === 'free' ? null : mib(o.rssBefore), run.mode === 'free' ? null : mib(Math.max(0, o.rssAfterAlloc)), round(shrunkMiB(o), 1),
     o.victimRan, o.victimExited, v.oom_kill, v.allocstall_dma32 + v.allocstall_normal + v.allocstall_movable, v.pgscan_direct, v.pgscan_kswapd,
     v.workingset_refault_file, Math.round(o.exitMs), run.runMs,
@@ -199,7 +213,8 @@ export async function runShrinker(config: ShrinkerConfig, rand: () => number): P
         writeFileSync(SHRINKER_ENABLED, String(shrinker))
         // Every run starts from the same page cache: none but what is mapped.
         writeFileSync(DROP_CACHES, '3')
-        const args = ['--freezer', freezer.group, '--alloc-mib', String(sizing.allocMiB), '--cpu', String(config.cpu), '--build-cpu', String(config.cpu), '--timeout-ms', '300000']
+        const timeoutMs = mode === 'off' ? config.offDeadlineMs : 300000
+        const args = ['--freezer', freezer.group, '--alloc-mib', String(sizing.allocMiB), '--cpu', String(config.cpu), '--build-cpu', String(config.cpu), '--timeout-ms', String(timeoutMs)]
         if (mode !== 'free') args.push('--victim-mib', String(sizing.victimMiB))
         const runStart = Date.now()
         try {
@@ -214,7 +229,7 @@ export async function runShrinker(config: ShrinkerConfig, rand: () => number): P
             entry.runs++
             found.set(key, entry)
           }
-          log(`${mode}: ${(out.allocNs / 1e9).toFixed(2)} s to allocate${mode === 'free' ? '' : `, shrinker reaped ${shrunkMiB(out).toFixed(0)} MiB, victim ${out.victimExited ? 'exited' : out.victimRan ? 'ran' : 'still frozen'}, built in ${(out.setupMs / 1000).toFixed(1)} s, gone ${(out.exitMs / 1000).toFixed(1)} s after the thaw`} (run ${((Date.now() - runStart) / 1000).toFixed(1)} s)`)
+          log(`${mode}: ${out.timedOut ? `stopped at its deadline (${out.timeoutMs / 1000} s)` : `${(out.allocNs / 1e9).toFixed(2)} s`} to allocate${mode === 'free' ? '' : `, shrinker reaped ${shrunkMiB(out).toFixed(0)} MiB, victim ${out.victimExited ? 'exited' : out.victimRan ? 'ran' : 'still frozen'}, built in ${(out.setupMs / 1000).toFixed(1)} s, gone ${(out.exitMs / 1000).toFixed(1)} s after the thaw`} (run ${((Date.now() - runStart) / 1000).toFixed(1)} s)`)
         } catch (error) {
           reasons.push(`${mode}: ${error instanceof Error ? error.message : String(error)}`)
         }
@@ -256,6 +271,7 @@ export async function runShrinker(config: ShrinkerConfig, rand: () => number): P
     shrunkMiB: spread(runs.map((r) => r3(shrunkMiB(r.out)))),
     victimRan: runs.filter((r) => r.out.victimRan).length,
     victimExited: runs.filter((r) => r.out.victimExited).length,
+    stoppedAtDeadline: runs.filter(censored).length,
     stillFrozen: runs.filter((r) => r.mode !== 'free' && !r.out.victimRan && !r.out.victimExited).length,
     oomKill: runs.reduce((n, r) => n + Math.max(0, r.out.vmstat.oom_kill), 0),
     directReclaimStalls: spread(runs.map((r) => r.out.vmstat.allocstall_dma32 + r.out.vmstat.allocstall_normal + r.out.vmstat.allocstall_movable)),
@@ -276,6 +292,7 @@ export async function runShrinker(config: ShrinkerConfig, rand: () => number): P
         allocation: `${sizing.allocMiB} MiB of 4 KiB anonymous pages (MADV_NOHUGEPAGE) mapped and populated (MADV_POPULATE_WRITE) by a child on CPU ${config.cpu}; timed from before the mmap to the end of the populate`,
         eachRun: 'starts with drop_caches = 3 (the same page cache for every run); shrinker_enabled 1 for on, 0 otherwise; restored at the end',
         stall: "an allocation's time less the same round's allocation with memory free",
+        offDeadline: `an off allocation not done after ${config.offDeadlineMs / 1000} s is stopped and counted as taking ${config.offDeadlineMs / 1000} s (a lower bound of its stall, so an upper bound of the round's ratio)`,
         interval: `percentile bootstrap 95 %, ${config.resamples} resamples of the rounds`,
       },
       details: {
@@ -326,6 +343,7 @@ export function shrinkerMarkdown(r: any): string[] {
     )
   }
   lines.push('', 'Median (min–max) over the measured rounds. "victim ran": its CPU time, context switches or freezer state changed between the kill and the end of the allocation (the OOM path thawed it); "still frozen": it did not.')
+  if (st.offDeadline) lines.push('', `Off runs stopped at their deadline: ${s.modes.off.stoppedAtDeadline ?? 0}/${st.roundsMeasured}; ${st.offDeadline}.`)
   if (s.anomalies.length) {
     lines.push('', 'Worth a note (all runs, warm-up and repeated rounds included):', '')
     for (const a of s.anomalies) lines.push(`- ${a.mode} (${a.runs} runs): ${a.what}`)
