@@ -9,6 +9,7 @@ import { asUsage, optional, UsageError } from './cli-usage'
 // one line instead of a stack trace.
 import type { DaemonOptions, DaemonSummary } from './daemon'
 import type { ReapProgress, ReapReport } from './reaper'
+import type { Features } from './syscalls'
 import { formatBytes, formatDuration, parseDuration, parseSize } from './units'
 import { validatePid } from './validate'
 import { parseVmArgs, runVm, VM_USAGE, type VmCommand } from './vm'
@@ -409,11 +410,18 @@ async function showFeatures(json: boolean, io: CliIo): Promise<number> {
     io.stderr.write(`pidfd-reap: ${(error as Error).message}\n`)
     return 1
   }
-  io.stdout.write(
-    json
-      ? `${JSON.stringify(available)}\n`
-      : `try_reap_dying_process: ${available.tryReap ? `syscall ${available.tryReap.syscallNr}` : 'not available'}\n` +
-          `process_mrelease: ${available.processMrelease ? 'available' : 'not available'}\n`,
-  )
+  io.stdout.write(json ? `${JSON.stringify(available)}\n` : featuresText(available))
   return 0
+}
+
+/** `pidfd-reap features` without --json: one line per mechanism. */
+export function featuresText(available: Features): string {
+  const has = (yes: boolean): string => (yes ? 'available' : 'not available')
+  const shrinker = available.shrinker ? (available.shrinker.enabled ? 'enabled' : 'disabled') : 'not available'
+  return (
+    `try_reap_dying_process: ${available.tryReap ? `syscall ${available.tryReap.syscallNr}` : 'not available'}\n` +
+    `TRY_REAP_KILL: ${has(available.tryReapKill)}\n` +
+    `reap_dying shrinker: ${shrinker}\n` +
+    `process_mrelease: ${has(available.processMrelease)}\n`
+  )
 }

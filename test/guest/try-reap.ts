@@ -188,9 +188,12 @@ t.test('EBUSY from a victim holding its mmap_lock is backed off', { skip }, asyn
   t.ok(sawBusy, 'EBUSY was seen and handled')
 })
 
-t.test('the CLI reports the syscall number', { skip }, async (t) => {
+t.test('the CLI reports the syscall number, the kill flag and the shrinker', { skip }, async (t) => {
   let out = ''
   const io = { stdout: { write: (s: string) => (out += s) }, stderr: { write: () => true } }
   t.equal(await cli(['features'], io), 0)
-  t.match(out, new RegExp(`try_reap_dying_process: syscall ${feature?.syscallNr}`))
+  t.match(out, new RegExp(`try_reap_dying_process: syscall ${feature?.syscallNr}\n`))
+  // The guest runs the whole series (v3): both are there; the shrinker is off by default.
+  t.match(out, /\nTRY_REAP_KILL: available\n/)
+  t.match(out, /\nreap_dying shrinker: (enabled|disabled)\n/)
 })

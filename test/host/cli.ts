@@ -152,6 +152,8 @@ t.test('help, usage errors and features', async (t) => {
   t.equal(
     io.out,
     `try_reap_dying_process: ${FEATURES.tryReap ? `syscall ${FEATURES.tryReap.syscallNr}` : 'not available'}\n` +
+      `TRY_REAP_KILL: ${FEATURES.tryReapKill ? 'available' : 'not available'}\n` +
+      `reap_dying shrinker: ${FEATURES.shrinker ? (FEATURES.shrinker.enabled ? 'enabled' : 'disabled') : 'not available'}\n` +
       `process_mrelease: ${FEATURES.processMrelease ? 'available' : 'not available'}\n`,
   )
   io = fakeIo()
@@ -178,11 +180,25 @@ t.test('features: a failure is one line and exit 1', async (t) => {
 t.test('features on a patched kernel without process_mrelease', async (t) => {
   // Whatever this kernel is; the guest suite checks the real output.
   const cli = t.mockRequire<typeof import('../../src/cli')>('../../src/cli', {
-    '../../src/syscalls': { ...syscalls, features: () => ({ tryReap: { syscallNr: 463 }, processMrelease: false }) },
+    '../../src/syscalls': { ...syscalls, features: () => ({ tryReap: { syscallNr: 463 }, tryReapKill: false, shrinker: null, processMrelease: false }) },
   })
   const io = fakeIo()
   t.equal(await cli.main(['features'], io), 0)
-  t.equal(io.out, 'try_reap_dying_process: syscall 463\nprocess_mrelease: not available\n')
+  t.equal(io.out, 'try_reap_dying_process: syscall 463\nTRY_REAP_KILL: not available\nreap_dying shrinker: not available\nprocess_mrelease: not available\n')
+})
+
+t.test('features on a v3 kernel: the kill flag and the shrinker', async (t) => {
+  for (const enabled of [true, false]) {
+    const cli = t.mockRequire<typeof import('../../src/cli')>('../../src/cli', {
+      '../../src/syscalls': { ...syscalls, features: () => ({ tryReap: { syscallNr: 470 }, tryReapKill: true, shrinker: { enabled }, processMrelease: true }) },
+    })
+    const io = fakeIo()
+    t.equal(await cli.main(['features'], io), 0)
+    t.equal(
+      io.out,
+      `try_reap_dying_process: syscall 470\nTRY_REAP_KILL: available\nreap_dying shrinker: ${enabled ? 'enabled' : 'disabled'}\nprocess_mrelease: available\n`,
+    )
+  }
 })
 
 t.test('kill: plain lines, live TTY line and JSON', { skip: NO_MECHANISM }, async (t) => {
