@@ -90,6 +90,7 @@ t.test('npm pack builds what it packs', async (t) => {
     'dist/esm.d.mts',
     'dist/cli.js',
     'binding.gyp',
+    'examples/pressure-daemon.mjs',
     'native/install.cjs',
     'native/pidfd_reap.cc',
     PREBUILD,
