@@ -10,6 +10,8 @@ import { Freezer, mixOf } from '../victims'
 import { type Arm, type Layout, type Run, KiB, RUN_COLUMNS, anomalies, invalidReason, oddity, runRound, runRow, slowdowns } from './bounds-run'
 import { QUIET, armSummary, computeRatios } from './bounds-ratios'
 import { median, round, shuffled, type Estimate } from './stats'
+import { AnomalyTally, runRounds, type Rounds } from './rounds'
+import { envInt } from './env'
 
 export interface BoundsConfig {
   rounds: number
@@ -27,13 +29,6 @@ export interface BoundsConfig {
   reserveMiB: number
   /** The benchmark's tmpfs file that the private-file part maps (its page cache outlives the victims). */
   filePath?: string
-}
-
-function envInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-  const text = env[name]
-  if (text === undefined || text === '') return fallback
-  if (!/^\d+$/.test(text)) throw new Error(`${name}=${text}: not a whole number`)
-  return Number(text)
 }
 
 /** The bounds part's own settings; rounds, warm-up and resamples are the benchmark's (bench/config.ts). */
@@ -98,54 +93,28 @@ export async function runBounds(config: BoundsConfig, rand: () => number): Promi
   const started = Date.now()
   const list = arms(config)
   const freezer = Freezer.create(`pidfd-reap-bounds-${process.pid}`)
-  const measured: Run[][] = []
-  const invalid: { attempt: number; reasons: string[] }[] = []
-  const found = new Map<string, { arm: string; what: string; runs: number }>()
-  const orders: string[][] = []
+  const found = new AnomalyTally<string>()
   const oddities: Record<string, unknown>[] = []
   log(`config ${JSON.stringify(config)}`)
+  let rounds: Rounds<Run, string[]>
   try {
-    for (let attempt = 0, done = 0; done < config.warmup + config.rounds; attempt++) {
-      const warmup = done < config.warmup
+    rounds = await runRounds(config, log, async (index, warmup) => {
       const order = shuffled(list, rand)
-      const t0 = Date.now()
-      const runs = await runRound(order, done - config.warmup, freezer, config)
+      const runs = await runRound(order, index, freezer, config)
       for (const run of runs) {
-        for (const text of anomalies(run, list.find((a) => a.id === run.arm)!)) {
-          const key = `${run.arm}: ${text.replace(/-?\d+/g, 'N')}`
-          const entry = found.get(key) ?? { arm: run.arm, what: text, runs: 0 }
-          entry.runs++
-          found.set(key, entry)
-        }
-      }
-      for (const run of runs) {
+        for (const text of anomalies(run, list.find((a) => a.id === run.arm)!)) found.add(run.arm, text)
         const odd = oddity(run)
         if (odd) {
           oddities.push({ ...odd, warmup })
           log(`odd run: ${JSON.stringify(odd)}`)
         }
       }
-      const reasons = runs.map(invalidReason).filter((r): r is string => r !== null)
-      const label = warmup ? 'warm-up' : `round ${done - config.warmup + 1}/${config.rounds}`
-      if (reasons.length) {
-        invalid.push({ attempt, reasons })
-        log(`${label} invalid, repeated: ${reasons.join('; ')}`)
-        if (invalid.length >= config.maxInvalid) {
-          log(`giving up after ${invalid.length} invalid rounds`)
-          break
-        }
-        continue
-      }
-      if (!warmup) {
-        measured.push(runs)
-        orders.push(order.map((a) => a.id))
-      }
-      done++
-      log(`${label} in ${((Date.now() - t0) / 1000).toFixed(1)} s (${((Date.now() - started) / 60000).toFixed(1)} min so far)`)
-    }
+      return { runs, order: order.map((a) => a.id), reasons: runs.map(invalidReason).filter((r): r is string => r !== null) }
+    })
   } finally {
     await freezer.destroy()
   }
+  const { measured, orders, invalid } = rounds
   if (measured.length < 2) throw new Error(`bench bounds: only ${measured.length} valid rounds`)
 
   const { estimates, details } = computeRatios(measured, config.resamples, rand)
@@ -182,7 +151,7 @@ export async function runBounds(config: BoundsConfig, rand: () => number): Promi
       arms: perArm,
       hostContention: contention(measured.flat()),
       invalidRounds: invalid,
-      anomalies: [...found.values()],
+      anomalies: found.list('arm'),
       oddities,
       orders,
       runs: { columns: RUN_COLUMNS, rows: measured.flat().map(runRow) },

@@ -3,6 +3,7 @@
 // results use; any knob set is recorded in results.json and shown in
 // results.md as an override.
 import { parseShares, type MixShares } from '../victims'
+import { envList, envNumber } from './env'
 import { boundsConfig, type BoundsConfig } from './bounds'
 import type { CallsConfig } from './calls'
 import type { LatencyConfig } from './latency'
@@ -28,24 +29,6 @@ export interface BenchConfig {
   filePath: string
   /** PIDFD_REAP_* variables set for this run (the overrides). */
   overrides: Record<string, string>
-}
-
-function envNumber(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-  const text = env[name]
-  if (text === undefined || text === '') return fallback
-  const value = Number(text)
-  if (!Number.isFinite(value) || value < 0) throw new Error(`${name}=${text}: not a number >= 0`)
-  return value
-}
-
-function envList(env: NodeJS.ProcessEnv, name: string, fallback: number[]): number[] {
-  const text = env[name]
-  if (!text) return fallback
-  return text.split(',').map((part) => {
-    const value = Number(part.trim())
-    if (!Number.isFinite(value) || value < 0) throw new Error(`${name}=${text}: '${part}' is not a number`)
-    return value
-  })
 }
 
 function parseSizes(text: string): number[] {

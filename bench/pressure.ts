@@ -36,6 +36,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Pidfd, features, killAndReap, watchPressure, type PressureEvent, type ReapReport } from 'pidfd-reap'
 import { fixtures, hogArgs } from '../victims'
 import { pairedRatio, random, round, shuffled, spread, type Estimate } from './stats'
+import { envInt } from './env'
 
 const MiB = 1024 * 1024
 const CGROUP2 = '/sys/fs/cgroup'
@@ -57,13 +58,6 @@ export interface PressureConfig {
   timeoutMs: number
   seed: number
   resamples: number
-}
-
-function envInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-  const text = env[name]
-  if (text === undefined || text === '') return fallback
-  if (!/^\d+$/.test(text)) throw new Error(`${name}=${text}: not a whole number`)
-  return Number(text)
 }
 
 export function pressureConfig(env = process.env): PressureConfig {

@@ -20,7 +20,9 @@ import { spawn } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { Freezer, overrideSetting } from '../victims'
 import { boundsHelper } from './bounds-run'
+import { AnomalyTally, runRounds, type Rounds } from './rounds'
 import { median, pairedRatio, round, shuffled, spread, type Estimate } from './stats'
+import { envInt } from './env'
 
 export const SHRINKER_ENABLED = '/sys/kernel/mm/reap_dying/shrinker_enabled'
 const DROP_CACHES = '/proc/sys/vm/drop_caches'
@@ -45,13 +47,6 @@ export interface ShrinkerConfig {
    * an upper bound, never flattering to the shrinker.
    */
   offDeadlineMs: number
-}
-
-function envInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-  const text = env[name]
-  if (text === undefined || text === '') return fallback
-  if (!/^\d+$/.test(text)) throw new Error(`${name}=${text}: not a whole number`)
-  return Number(text)
 }
 
 /**
@@ -191,10 +186,8 @@ export async function runShrinker(config: ShrinkerConfig, rand: () => number): P
   log(`config ${JSON.stringify(config)}`)
   const restore = overrideSetting(SHRINKER_ENABLED, '0')
   const freezer = Freezer.create(`pidfd-reap-shrinker-${process.pid}`)
-  const measured: StallRun[][] = []
-  const invalid: { attempt: number; reasons: string[] }[] = []
-  const found = new Map<string, { mode: Mode; what: string; runs: number }>()
-  const orders: Mode[][] = []
+  const found = new AnomalyTally<Mode>()
+  let rounds: Rounds<StallRun, Mode[]>
   let sizing: { availableMiB: number; victimMiB: number; allocMiB: number }
   try {
     writeFileSync(DROP_CACHES, '3')
@@ -202,10 +195,9 @@ export async function runShrinker(config: ShrinkerConfig, rand: () => number): P
     sizing = { availableMiB: available, victimMiB: available - config.freeMiB, allocMiB: config.freeMiB + config.beyondMiB }
     log(`MemAvailable ${available} MiB: victims of ${sizing.victimMiB} MiB, allocations of ${sizing.allocMiB} MiB`)
     if (sizing.victimMiB < 2 * sizing.allocMiB) throw new Error(`bench shrinker: ${available} MiB available is too little for this sizing`)
-    for (let attempt = 0, done = 0; done < config.warmup + config.rounds; attempt++) {
-      const warmup = done < config.warmup
+    const { allocMiB, victimMiB } = sizing
+    rounds = await runRounds(config, log, async (index) => {
       const order = shuffled(MODES, rand)
-      const t0 = Date.now()
       const runs: StallRun[] = []
       const reasons: string[] = []
       for (const mode of order) {
@@ -214,48 +206,29 @@ export async function runShrinker(config: ShrinkerConfig, rand: () => number): P
         // Every run starts from the same page cache: none but what is mapped.
         writeFileSync(DROP_CACHES, '3')
         const timeoutMs = mode === 'off' ? config.offDeadlineMs : 300000
-        const args = ['--freezer', freezer.group, '--alloc-mib', String(sizing.allocMiB), '--cpu', String(config.cpu), '--build-cpu', String(config.cpu), '--timeout-ms', String(timeoutMs)]
-        if (mode !== 'free') args.push('--victim-mib', String(sizing.victimMiB))
+        const args = ['--freezer', freezer.group, '--alloc-mib', String(allocMiB), '--cpu', String(config.cpu), '--build-cpu', String(config.cpu), '--timeout-ms', String(timeoutMs)]
+        if (mode !== 'free') args.push('--victim-mib', String(victimMiB))
         const runStart = Date.now()
         try {
           const out = await stallRun(args)
-          const run: StallRun = { round: done - config.warmup, mode, shrinker, out, runMs: Date.now() - runStart }
+          const run: StallRun = { round: index, mode, shrinker, out, runMs: Date.now() - runStart }
           runs.push(run)
           const reason = invalidReason(run)
           if (reason) reasons.push(reason)
-          for (const text of anomalies(run)) {
-            const key = `${mode}: ${text.replace(/-?\d+/g, 'N')}`
-            const entry = found.get(key) ?? { mode, what: text, runs: 0 }
-            entry.runs++
-            found.set(key, entry)
-          }
+          for (const text of anomalies(run)) found.add(mode, text)
           log(`${mode}: ${out.timedOut ? `stopped at its deadline (${out.timeoutMs / 1000} s)` : `${(out.allocNs / 1e9).toFixed(2)} s`} to allocate${mode === 'free' ? '' : `, shrinker reaped ${shrunkMiB(out).toFixed(0)} MiB, victim ${out.victimExited ? 'exited' : out.victimRan ? 'ran' : 'still frozen'}, built in ${(out.setupMs / 1000).toFixed(1)} s, gone ${(out.exitMs / 1000).toFixed(1)} s after the thaw`} (run ${((Date.now() - runStart) / 1000).toFixed(1)} s)`)
         } catch (error) {
           reasons.push(`${mode}: ${error instanceof Error ? error.message : String(error)}`)
         }
         writeFileSync(SHRINKER_ENABLED, '0')
       }
-      const label = warmup ? 'warm-up' : `round ${done - config.warmup + 1}/${config.rounds}`
-      if (reasons.length) {
-        invalid.push({ attempt, reasons })
-        log(`${label} invalid, repeated: ${reasons.join('; ')}`)
-        if (invalid.length >= config.maxInvalid) {
-          log(`giving up after ${invalid.length} invalid rounds`)
-          break
-        }
-        continue
-      }
-      if (!warmup) {
-        measured.push(runs)
-        orders.push(order)
-      }
-      done++
-      log(`${label} in ${((Date.now() - t0) / 1000).toFixed(1)} s (${((Date.now() - started) / 60000).toFixed(1)} min so far)`)
-    }
+      return { runs, order, reasons }
+    })
   } finally {
     restore()
     await freezer.destroy()
   }
+  const { measured, orders, invalid } = rounds
   if (measured.length < 2) throw new Error(`bench shrinker: only ${measured.length} valid rounds`)
 
   const byMode = (mode: Mode): StallRun[] => measured.map((runs) => runs.find((r) => r.mode === mode)!)
@@ -307,7 +280,7 @@ export async function runShrinker(config: ShrinkerConfig, rand: () => number): P
       },
       modes: { free: summary(free), on: summary(on), off: summary(off) },
       invalidRounds: invalid,
-      anomalies: [...found.values()],
+      anomalies: found.list('mode'),
       orders,
       runs: { columns: RUN_COLUMNS, rows: measured.flat().map(runRow) },
     },

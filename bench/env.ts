@@ -1,0 +1,29 @@
+// Reading the benchmark's PIDFD_REAP_* knobs from the environment.
+
+/** A whole number >= 0, or `fallback` when unset or empty. */
+export function envInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const text = env[name]
+  if (text === undefined || text === '') return fallback
+  if (!/^\d+$/.test(text)) throw new Error(`${name}=${text}: not a whole number`)
+  return Number(text)
+}
+
+/** A number >= 0, or `fallback` when unset or empty. */
+export function envNumber(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const text = env[name]
+  if (text === undefined || text === '') return fallback
+  const value = Number(text)
+  if (!Number.isFinite(value) || value < 0) throw new Error(`${name}=${text}: not a number >= 0`)
+  return value
+}
+
+/** Comma-separated numbers >= 0, or `fallback` when unset or empty. */
+export function envList(env: NodeJS.ProcessEnv, name: string, fallback: number[]): number[] {
+  const text = env[name]
+  if (!text) return fallback
+  return text.split(',').map((part) => {
+    const value = Number(part.trim())
+    if (!Number.isFinite(value) || value < 0) throw new Error(`${name}=${text}: '${part}' is not a number`)
+    return value
+  })
+}
