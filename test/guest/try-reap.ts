@@ -32,6 +32,28 @@ async function starvedVictim(t: Test, mib: number, extra: string[] = []): Promis
 
 const rss = (pid: number): number => api.readRssBytes(pid) ?? 0
 
+/**
+ * Calls tryReap(cap) until it answers 0. EAGAIN (this call unmapped
+ * nothing, but the walk is not over) is counted and called again; any other
+ * error is thrown. Returns every byte count answered (the last is the 0).
+ */
+function reapUntilZero(pidfd: api.Pidfd, cap: number): { total: number; answers: number[]; again: number } {
+  const answers: number[] = []
+  let again = 0
+  for (;;) {
+    let bytes: number
+    try {
+      bytes = pidfd.tryReap(cap)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error
+      again++
+      continue
+    }
+    answers.push(bytes)
+    if (bytes === 0) return { total: answers.reduce((a, b) => a + b, 0), answers, again }
+  }
+}
+
 t.test('errors from the patched kernel', { skip }, async (t) => {
   const hog = await startHog(16)
   using pidfd = api.Pidfd.open(hog.pid)
@@ -55,25 +77,10 @@ t.test('capped calls: each within its cap (or one whole THP), the sum is the RSS
   const before = rss(hog.pid)
   pidfd.sendSignal('SIGKILL')
   const cap = 8 * MiB
-  let total = 0
-  let calls = 0
-  let again = 0
-  for (;;) {
-    let bytes: number
-    try {
-      bytes = pidfd.tryReap(cap)
-    } catch (error) {
-      // EAGAIN: this call unmapped nothing, but the walk is not over.
-      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error
-      again++
-      continue
-    } finally {
-      calls++
-    }
-    t.ok(bytes <= Math.max(cap, PMD), `call ${calls}: ${bytes} <= cap`)
-    if (bytes === 0) break
-    total += bytes
-  }
+  const { total, answers, again } = reapUntilZero(pidfd, cap)
+  const calls = answers.length + again
+  const over = answers.filter((bytes) => bytes > Math.max(cap, PMD))
+  t.same(over, [], `every one of ${answers.length} answers <= the cap (or one whole THP)`)
   const after = rss(hog.pid)
   t.equal(pidfd.hasExited(), false, 'still starved, not exited')
   t.ok(total >= 250 * MiB && total <= before, `reaped ${total / MiB} MiB of ${before / MiB} MiB in ${calls} calls (${again} EAGAIN)`)
@@ -122,18 +129,7 @@ t.test('TRY_REAP_KILL: the first call kills a live victim and reaps it', { skip:
   // Live, not dying: the kill and the first reap are one call.
   const first = pidfd.tryReap(cap, api.constants.TRY_REAP_KILL)
   t.ok(first > 0 && first <= Math.max(cap, PMD), `the killing call reaped ${first / MiB} MiB`)
-  let total = first
-  for (;;) {
-    let bytes: number
-    try {
-      bytes = pidfd.tryReap(cap)
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error
-      continue
-    }
-    if (bytes === 0) break
-    total += bytes
-  }
+  const total = first + reapUntilZero(pidfd, cap).total
   t.ok(total >= 120 * MiB && total <= before, `reaped ${total / MiB} MiB of ${before / MiB} MiB, the victim still starved`)
   t.equal(pidfd.hasExited(), false, 'killed, not yet exited')
   await release()
