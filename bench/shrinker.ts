@@ -154,7 +154,8 @@ export function anomalies(run: StallRun): string[] {
   const found: string[] = []
   if (run.mode === 'free') return found
   if (o.rssAfterKill < o.rssBefore - 4) found.push(`the kill with cap 0 let the victim's RSS fall by ${o.rssBefore - o.rssAfterKill} pages`)
-  if (run.mode === 'off' && !o.victimRan) found.push('shrinker off, yet the victim did not run (the allocation did not need its memory?)')
+  if (censored(run)) found.push(`shrinker off: stopped at the deadline (${o.timeoutMs} ms), the victim ${o.victimRan ? 'thawed by the OOM path but not gone in time' : 'still frozen: the OOM path had not come'}`)
+  else if (run.mode === 'off' && !o.victimRan) found.push('shrinker off, yet the victim did not run (the allocation did not need its memory?)')
   if (run.mode === 'off' && o.vmstat.reap_dying_shrinker_pages > 0) found.push(`shrinker off, yet reap_dying_shrinker_pages rose by ${o.vmstat.reap_dying_shrinker_pages}`)
   if (run.mode === 'on' && o.vmstat.reap_dying_shrinker_pages <= 0) found.push('shrinker on, yet it reaped nothing')
   return found
