@@ -2,13 +2,14 @@
 // parts (calls.ts, latency.ts, bounds.ts, memory.ts, pressure.ts, shrinker.ts), turns their per-round
 // numbers into the tracked ratios (ratios.ts) and writes results.json,
 // results.md and the charts (report.ts, charts.ts).
-import { closeSync, openSync, rmSync, writeSync } from 'node:fs'
+import { accessSync, closeSync, constants, mkdirSync, openSync, rmSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { features } from 'pidfd-reap'
 import { pinProcess, projectRoot, unthrottleRt } from '../victims'
 import { runBounds } from './bounds'
 import { runCalls } from './calls'
 import { benchConfig, fileMiB, type BenchConfig } from './config'
+import { ConfigError } from './env'
 import { runLatency } from './latency'
 import { RECORD_COLUMNS, memoryEstimates, memorySummary, recordRow, runMemory } from './memory'
 import { smallFreeLists } from './measure'
@@ -42,7 +43,16 @@ export const outDir = (env = process.env): string => env.PIDFD_REAP_BENCH_OUT ||
 
 export async function runBench(config: BenchConfig = benchConfig()): Promise<void> {
   const startedAt = Date.now()
-  if (!features().tryReap) throw new Error('bench: try_reap_dying_process is not available (not the patched kernel?)')
+  if (!features().tryReap) throw new ConfigError('bench: try_reap_dying_process is not available (not the patched kernel?)')
+  // Before the run, not after it: a run's results must have somewhere to go.
+  // (In the guest only the project is writable.)
+  const resultsDir = outDir()
+  try {
+    mkdirSync(resultsDir, { recursive: true })
+    accessSync(resultsDir, constants.W_OK)
+  } catch (error) {
+    throw new ConfigError(`bench: cannot write the results to ${resultsDir}: ${(error as Error).message} (PIDFD_REAP_BENCH_OUT must be inside the project)`)
+  }
   const rand = random(config.seed)
   log(`config ${JSON.stringify(config)}`)
   pinProcess(0)
@@ -135,8 +145,8 @@ export async function runBench(config: BenchConfig = benchConfig()): Promise<voi
     ...ratioFields(estimates),
     ...results,
   }
-  writeArtifacts(out, outDir())
-  log(`wrote results.json, results.md and the charts to ${outDir()} in ${((Date.now() - startedAt) / 60000).toFixed(1)} min`)
+  writeArtifacts(out, resultsDir)
+  log(`wrote results.json, results.md and the charts to ${resultsDir} in ${((Date.now() - startedAt) / 60000).toFixed(1)} min`)
 }
 
 function oneMiBCall(results: Record<string, unknown>): { us: number; from: string } | null {

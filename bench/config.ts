@@ -3,7 +3,7 @@
 // results use; any knob set is recorded in results.json and shown in
 // results.md as an override.
 import { parseShares, type MixShares } from '../victims'
-import { envList, envNumber } from './env'
+import { ConfigError, envList, envNumber } from './env'
 import { boundsConfig, type BoundsConfig } from './bounds'
 import type { CallsConfig } from './calls'
 import type { LatencyConfig } from './latency'
@@ -34,7 +34,7 @@ export interface BenchConfig {
 function parseSizes(text: string): number[] {
   return text.split(',').map((part) => {
     const match = /^(\d+)([MG])?$/i.exec(part.trim())
-    if (!match) throw new Error(`bad size '${part}' in PIDFD_REAP_BENCH_SIZES (e.g. 256M,1G)`)
+    if (!match) throw new ConfigError(`bad size '${part}' in PIDFD_REAP_BENCH_SIZES (e.g. 256M,1G)`)
     return Number(match[1]) * (match[2]?.toUpperCase() === 'G' ? 1024 : 1)
   })
 }
@@ -42,8 +42,16 @@ function parseSizes(text: string): number[] {
 function parseParts(text: string | undefined): Part[] {
   if (!text) return [...PARTS]
   const parts = text.split(',').map((p) => p.trim())
-  for (const p of parts) if (!(PARTS as readonly string[]).includes(p)) throw new Error(`PIDFD_REAP_BENCH_ONLY=${text}: parts are ${PARTS.join(', ')}`)
+  for (const p of parts) if (!(PARTS as readonly string[]).includes(p)) throw new ConfigError(`PIDFD_REAP_BENCH_ONLY=${text}: parts are ${PARTS.join(', ')}`)
   return parts as Part[]
+}
+
+function sharesOf(text: string): MixShares {
+  try {
+    return parseShares(text)
+  } catch (error) {
+    throw new ConfigError(`PIDFD_REAP_BENCH_MIX=${text}: ${(error as Error).message}`)
+  }
 }
 
 export function benchConfig(env = process.env): BenchConfig {
@@ -52,7 +60,7 @@ export function benchConfig(env = process.env): BenchConfig {
   const resamples = envNumber(env, 'PIDFD_REAP_BENCH_RESAMPLES', 2000)
   const seed = envNumber(env, 'PIDFD_REAP_BENCH_SEED', Date.now() % 2 ** 31)
   const filePath = '/dev/shm/pidfd-reap-bench-file'
-  const shares: MixShares = env.PIDFD_REAP_BENCH_MIX ? parseShares(env.PIDFD_REAP_BENCH_MIX) : { anon: 2, thp: 1, file: 1 }
+  const shares: MixShares = env.PIDFD_REAP_BENCH_MIX ? sharesOf(env.PIDFD_REAP_BENCH_MIX) : { anon: 2, thp: 1, file: 1 }
   const overrides = Object.fromEntries(
     Object.entries(env).filter(([k, v]) => /^PIDFD_REAP_(BENCH|BOUNDS)_/.test(k) && v !== undefined && !INFORMATIONAL.has(k)),
   ) as Record<string, string>

@@ -1,10 +1,13 @@
 // Reading the benchmark's PIDFD_REAP_* knobs from the environment.
 
+/** A knob or a setting the benchmark cannot run with: main.js prints its message alone, without a stack. */
+export class ConfigError extends Error {}
+
 /** A whole number >= 0, or `fallback` when unset or empty. */
 export function envInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const text = env[name]
   if (text === undefined || text === '') return fallback
-  if (!/^\d+$/.test(text)) throw new Error(`${name}=${text}: not a whole number`)
+  if (!/^\d+$/.test(text)) throw new ConfigError(`${name}=${text}: not a whole number`)
   return Number(text)
 }
 
@@ -13,7 +16,7 @@ export function envNumber(env: NodeJS.ProcessEnv, name: string, fallback: number
   const text = env[name]
   if (text === undefined || text === '') return fallback
   const value = Number(text)
-  if (!Number.isFinite(value) || value < 0) throw new Error(`${name}=${text}: not a number >= 0`)
+  if (!Number.isFinite(value) || value < 0) throw new ConfigError(`${name}=${text}: not a number >= 0`)
   return value
 }
 
@@ -23,7 +26,7 @@ export function envList(env: NodeJS.ProcessEnv, name: string, fallback: number[]
   if (!text) return fallback
   return text.split(',').map((part) => {
     const value = Number(part.trim())
-    if (!Number.isFinite(value) || value < 0) throw new Error(`${name}=${text}: '${part}' is not a number`)
+    if (!Number.isFinite(value) || value < 0) throw new ConfigError(`${name}=${text}: '${part}' is not a number`)
     return value
   })
 }

@@ -4,6 +4,7 @@
 //   main.js report    regenerate results.md and the charts from results.json
 import { outDir, runBench } from './bench'
 import { runDemo } from './demo'
+import { ConfigError } from './env'
 import { regenerate } from './report'
 
 async function main(argv: string[]): Promise<number> {
@@ -27,7 +28,7 @@ main(process.argv.slice(2)).then(
     process.exitCode = code
   },
   (error) => {
-    process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`)
+    process.stderr.write(`${error instanceof ConfigError ? error.message : error instanceof Error ? error.stack : String(error)}\n`)
     process.exitCode = 1
   },
 )

@@ -22,7 +22,7 @@ import { Freezer, overrideSetting } from '../victims'
 import { boundsHelper } from './bounds-run'
 import { AnomalyTally, runRounds, type Rounds } from './rounds'
 import { median, pairedRatio, round, shuffled, spread, type Estimate } from './stats'
-import { envInt } from './env'
+import { ConfigError, envInt } from './env'
 
 export const SHRINKER_ENABLED = '/sys/kernel/mm/reap_dying/shrinker_enabled'
 const DROP_CACHES = '/proc/sys/vm/drop_caches'
@@ -195,7 +195,7 @@ export async function runShrinker(config: ShrinkerConfig, rand: () => number): P
     const available = availableMiB()
     sizing = { availableMiB: available, victimMiB: available - config.freeMiB, allocMiB: config.freeMiB + config.beyondMiB }
     log(`MemAvailable ${available} MiB: victims of ${sizing.victimMiB} MiB, allocations of ${sizing.allocMiB} MiB`)
-    if (sizing.victimMiB < 2 * sizing.allocMiB) throw new Error(`bench shrinker: ${available} MiB available is too little for this sizing`)
+    if (sizing.victimMiB < 2 * sizing.allocMiB) throw new ConfigError(`bench shrinker: ${available} MiB available is too little for this sizing`)
     const { allocMiB, victimMiB } = sizing
     rounds = await runRounds(config, log, async (index) => {
       const order = shuffled(MODES, rand)
