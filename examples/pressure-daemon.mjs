@@ -17,7 +17,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import process from 'node:process'
 import { parseArgs } from 'node:util'
-import { killAndReap, parseDuration, parseSize, pickVictim, watchPressure } from 'pidfd-reap'
+import { killAndReap, lockMemory, parseDuration, parseSize, pickVictim, watchPressure } from 'pidfd-reap'
 
 const usage = 'usage: node examples/pressure-daemon.mjs --cgroup PATH [--stall 150ms] [--window 1s] [--min-available 256M] [--max-kills 3]'
 let settings
@@ -50,6 +50,15 @@ const { cgroup, stallUs, windowUs, minAvailable, maxKills } = settings
 const log = (line) => process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...line })}\n`)
 const memAvailable = () => Number(/^MemAvailable:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'))[1]) * 1024
 
+// First keep our own code in memory: reclaim evicts file pages first, and a
+// killer paged out by the pressure it is there for stalls when it is needed.
+let locked
+try {
+  locked = { memoryLocked: true, lockedBytes: lockMemory() }
+} catch (error) {
+  locked = { memoryLocked: false, lockError: error.message } // runs on, unlocked
+}
+
 let watcher
 try {
   watcher = watchPressure({ resource: 'memory', kind: 'some', stallUs, windowUs })
@@ -67,7 +76,7 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
     watcher.close()
   })
 }
-log({ event: 'start', path: watcher.path, trigger: `some ${stallUs} ${windowUs}`, cgroup, minAvailable, maxKills })
+log({ event: 'start', path: watcher.path, trigger: `some ${stallUs} ${windowUs}`, cgroup, minAvailable, maxKills, ...locked })
 
 for await (const event of watcher) {
   let available = memAvailable()

@@ -49,6 +49,7 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
             InstanceMethod("tryReapAsync", &PidfdReap::TryReapAsyncJs),
             InstanceMethod("processMrelease", &PidfdReap::ProcessMreleaseJs),
             InstanceMethod("processMreleaseAsync", &PidfdReap::ProcessMreleaseAsyncJs),
+            InstanceMethod("lockMappedCode", &PidfdReap::LockMappedCodeJs),
             InstanceMethod("pollReadable", &PidfdReap::PollReadableJs),
             InstanceMethod("watchReadable", &PidfdReap::WatchReadableJs),
             InstanceMethod("unwatch", &PidfdReap::UnwatchJs),
@@ -92,6 +93,10 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
 
   Napi::Value ProcessMreleaseAsyncJs(const Napi::CallbackInfo& info) {
     return ProcessMreleaseAsync(info.Env(), Int32Arg(info, 0));
+  }
+
+  Napi::Value LockMappedCodeJs(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(LockMappedCode()));
   }
 
   Napi::Value PollReadableJs(const Napi::CallbackInfo& info) {

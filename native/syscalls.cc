@@ -3,11 +3,16 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cinttypes>
 #include <cstdio>
+#include <set>
+#include <string>
+#include <vector>
 
 // Since Linux 5.1 new syscalls share one number on every architecture.
 #ifndef __NR_pidfd_send_signal
@@ -69,6 +74,37 @@ long PidfdSendSignal(int32_t pidfd, int32_t signal) {
 
 long ProcessMrelease(int32_t pidfd) {
   return Result(syscall(__NR_process_mrelease, pidfd, 0));
+}
+
+int64_t LockMappedCode() {
+  struct Mapping {
+    uintptr_t start, end;
+    char perms[5];
+    std::string path;
+  };
+  FILE* maps = std::fopen("/proc/self/maps", "re");
+  if (!maps) return -errno;
+  std::vector<Mapping> mappings;
+  std::set<std::string> code_files;
+  char line[4096 + 128];
+  while (std::fgets(line, sizeof line, maps)) {
+    Mapping m{};
+    int path_at = 0;
+    if (std::sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %4s %*s %*s %*s %n", &m.start, &m.end, m.perms, &path_at) < 3) continue;
+    if (path_at <= 0 || line[path_at] != '/') continue;  // anonymous, [heap], [vdso], ...
+    m.path.assign(line + path_at);
+    if (!m.path.empty() && m.path.back() == '\n') m.path.pop_back();
+    if (m.perms[2] == 'x') code_files.insert(m.path);
+    mappings.push_back(std::move(m));
+  }
+  std::fclose(maps);
+  int64_t locked = 0;
+  for (const Mapping& m : mappings) {
+    if (m.perms[0] != 'r' || !code_files.count(m.path)) continue;
+    if (mlock(reinterpret_cast<void*>(m.start), m.end - m.start) != 0) return -errno;
+    locked += static_cast<int64_t>(m.end - m.start);
+  }
+  return locked;
 }
 
 long TryReapDyingProcess(long nr, int32_t pidfd, uint64_t max_bytes, uint32_t flags) {

@@ -27,6 +27,13 @@ long ReadSyscallNr();
 long PidfdOpen(int32_t pid, uint32_t flags);
 long PidfdSendSignal(int32_t pidfd, int32_t signal);
 long ProcessMrelease(int32_t pidfd);
+// mlock()s every mapping of the ELF files this process runs (the files with
+// an executable mapping: node, its libraries, this addon), so that the
+// pressure a memory killer acts on cannot page its code out and stall it.
+// Anonymous memory is left alone: mlockall() would make V8's
+// madvise(MADV_DONTNEED) of its heap fail, which V8 treats as fatal.
+// Returns the bytes locked, or -errno of the first mlock() that failed.
+int64_t LockMappedCode();
 
 // -ENOSYS when the kernel did not confirm a syscall number (nr < 0): the
 // unpatched kernel may use any unconfirmed number for something else entirely.

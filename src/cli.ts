@@ -22,7 +22,7 @@ export const USAGE = `Usage:
   pidfd-reap features [--json]
   pidfd-reap daemon --cgroup PATH [--cgroup-pressure] [--kind some|full] [--stall DURATION]
                     [--window DURATION] [--min-available SIZE|PERCENT%] [--max-kills N]
-                    [--chunk SIZE] [--deadline DURATION] [--dry-run]
+                    [--chunk SIZE] [--deadline DURATION] [--dry-run] [--no-lock-memory]
 ${VM_USAGE}
   pidfd-reap --help
 
@@ -61,6 +61,8 @@ Options of daemon:
   --chunk SIZE         bytes per reaping call (default ${DEFAULT_CHUNK})
   --deadline DURATION  stop reaping one victim after this long (default 1s)
   --dry-run            log the victim it would kill, kill nothing
+  --no-lock-memory     do not mlock() the daemon's code (by default it locks it
+                       in memory, so that the pressure cannot page it out)
 
 Options of vm:
   --debug              boot the debug kernel (lockdep, KASAN, ...; default --mem 5G)
@@ -106,7 +108,7 @@ interface KillCommand {
   json: boolean
 }
 
-export interface DaemonCommand extends Required<Pick<DaemonOptions, 'cgroup' | 'cgroupPressure' | 'kind' | 'stallUs' | 'windowUs' | 'maxKills' | 'deadlineMs' | 'dryRun'>> {
+export interface DaemonCommand extends Required<Pick<DaemonOptions, 'cgroup' | 'cgroupPressure' | 'kind' | 'stallUs' | 'windowUs' | 'maxKills' | 'deadlineMs' | 'dryRun' | 'lockMemory'>> {
   command: 'daemon'
   minAvailableBytes?: number
   minAvailablePercent?: number
@@ -191,6 +193,7 @@ export function parseDaemonArgs(args: string[]): DaemonCommand | { command: 'hel
         chunk: { type: 'string' },
         deadline: { type: 'string', default: '1s' },
         'dry-run': { type: 'boolean', default: false },
+        'no-lock-memory': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }),
@@ -228,6 +231,7 @@ export function parseDaemonArgs(args: string[]): DaemonCommand | { command: 'hel
     chunkBytes: optional(values.chunk, (text) => positiveSize(text, '--chunk')),
     deadlineMs: asUsage(() => parseDuration(values.deadline as string, '--deadline')),
     dryRun: values['dry-run'] as boolean,
+    lockMemory: !(values['no-lock-memory'] as boolean),
   }
 }
 

@@ -16,6 +16,7 @@ import { invalidArgType, invalidArgValue, outOfRange } from './errors'
 import { Pidfd } from './pidfd'
 import { watchPressure, type PressureEvent, type PressureWatcher, type PressureKind, type WatchPressureOptions } from './psi'
 import { killAndReap, type KillAndReapOptions, type ReapReport } from './reaper'
+import { lockMemory } from './syscalls'
 import {
   validateAbortSignal,
   validateByteAmount,
@@ -180,6 +181,13 @@ export interface DaemonOptions {
   deadlineMs?: number
   /** Pick and log, but kill nothing. */
   dryRun?: boolean
+  /**
+   * Lock the daemon's code in memory first (lockMemory(); lmkd and earlyoom
+   * lock themselves too), so that the pressure it acts on cannot page its
+   * code out and stall it (default true). The start line says how it went:
+   * memoryLocked and lockedBytes, or lockError; a failure does not stop it.
+   */
+  lockMemory?: boolean
   /** Stops the daemon: no new kill starts, and a kill in progress stops reaping. */
   signal?: AbortSignal
   /** Gets each decision (default: one JSON line on stdout). */
@@ -209,6 +217,7 @@ export interface DaemonHooks {
   watch: (options: WatchPressureOptions) => DaemonWatcher
   killAndReap: (target: Pidfd, options: KillAndReapOptions) => Promise<ReapReport>
   procRoot: string
+  lockMemory: () => number
 }
 
 /** What the daemon needs of a PressureWatcher. */
@@ -223,6 +232,7 @@ interface Settings {
   chunkBytes: number | undefined
   deadlineMs: number
   dryRun: boolean
+  lockMemory: boolean
   signal: AbortSignal | undefined
   log: (line: DaemonLogLine) => void
 }
@@ -259,6 +269,7 @@ function parseDaemonOptions(options: unknown): Settings {
     chunkBytes: raw.chunkBytes === undefined ? undefined : validateByteAmount(raw.chunkBytes, 'options.chunkBytes', 1, false),
     deadlineMs: raw.deadlineMs === undefined ? 1000 : validateMilliseconds(raw.deadlineMs, 'options.deadlineMs'),
     dryRun: bool(raw.dryRun, 'options.dryRun'),
+    lockMemory: raw.lockMemory === undefined || bool(raw.lockMemory, 'options.lockMemory'),
     signal: raw.signal === undefined ? undefined : validateAbortSignal(raw.signal),
     log:
       raw.log === undefined
@@ -290,6 +301,14 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
   const memTotal = readMeminfo('MemTotal', procRoot)
   const minAvailable = settings.minAvailableBytes ?? Math.floor((memTotal * settings.minAvailablePercent) / 100)
   cgroupProcesses(cgroup) // the cgroup must be readable now, not at the first event
+  let locked: { memoryLocked: boolean; lockedBytes?: number; lockError?: string } = { memoryLocked: false }
+  if (settings.lockMemory) {
+    try {
+      locked = { memoryLocked: true, lockedBytes: (hooks?.lockMemory ?? lockMemory)() }
+    } catch (error) {
+      locked = { memoryLocked: false, lockError: (error as Error).message }
+    }
+  }
   const watcher = watch(settings.trigger)
   const now = (): string => new Date().toISOString()
   const { kind, stallUs, windowUs } = settings.trigger
@@ -305,6 +324,7 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
     minAvailable,
     maxKills: settings.maxKills,
     dryRun: settings.dryRun,
+    ...locked,
   })
 
   const summary: DaemonSummary = { reason: '', events: 0, kills: 0 }

@@ -24,6 +24,7 @@ export {
   tryReapDyingProcessAsync,
   processMrelease,
   processMreleaseAsync,
+  lockMemory,
   readRssBytes,
   type Features,
   type ReapDyingFeature,

@@ -168,6 +168,21 @@ export function processMrelease(pidfd: number): void {
   check(native.processMrelease(validateFd(pidfd)), 'process_mrelease')
 }
 
+/**
+ * Locks the code this process runs into RAM: mlock() of every mapping of
+ * the files it has an executable mapping of (node, its shared libraries,
+ * the addon). A memory killer needs it: under the very pressure it acts on,
+ * reclaim evicts file pages first, and a killer whose code is paged out
+ * stalls when it is needed most (lmkd and earlyoom lock themselves too).
+ * Anonymous memory stays unlocked: mlockall() would make V8's
+ * madvise(MADV_DONTNEED) of its heap fail, which V8 treats as fatal.
+ * Returns the bytes locked. Needs CAP_IPC_LOCK or a large enough
+ * RLIMIT_MEMLOCK; throws the system error (EPERM, ENOMEM) otherwise.
+ */
+export function lockMemory(): number {
+  return check(native.lockMappedCode(), 'mlock')
+}
+
 /** Like processMrelease, on the libuv thread pool (it may wait for the victim's mmap_lock). */
 export async function processMreleaseAsync(pidfd: number): Promise<void> {
   const fd = validateFd(pidfd)

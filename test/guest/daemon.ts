@@ -119,6 +119,8 @@ async function overcommit(t: Test, name: string, daemonArgv: (group: string, min
   t.comment(`the workload settled in ${((Date.now() - startedAt) / 1000).toFixed(1)} s`)
   daemon.kill('SIGTERM')
   t.equal(await daemonExit, 0, 'the daemon stops cleanly on SIGTERM')
+  // Root in the guest: its code is locked, so the pressure cannot page it out.
+  t.match(lines.find((line) => line.event === 'start'), { memoryLocked: true, lockedBytes: Number })
 
   t.equal(vmstat('oom_kill'), oomKillsBefore, 'vmstat oom_kill did not move')
   t.equal(oomReports(), oomReportsBefore, 'dmesg has no new "invoked oom-killer"')

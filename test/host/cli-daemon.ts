@@ -41,6 +41,7 @@ const DEFAULTS = {
   chunkBytes: undefined,
   deadlineMs: 1000,
   dryRun: false,
+  lockMemory: true,
 }
 
 t.test('parseDaemonArgs: defaults, every option, and usage errors', async (t) => {
@@ -49,11 +50,11 @@ t.test('parseDaemonArgs: defaults, every option, and usage errors', async (t) =>
   t.same(
     parseDaemonArgs([
       '--cgroup', cgroup, '--cgroup-pressure', '--kind', 'full', '--stall', '0.5ms', '--window', '10s',
-      '--min-available', '256M', '--max-kills', '1000', '--chunk', '4M', '--deadline', '250ms', '--dry-run',
+      '--min-available', '256M', '--max-kills', '1000', '--chunk', '4M', '--deadline', '250ms', '--dry-run', '--no-lock-memory',
     ]),
     {
       ...DEFAULTS, cgroup, cgroupPressure: true, kind: 'full', stallUs: 500, windowUs: 10_000_000,
-      minAvailableBytes: 256 * 2 ** 20, maxKills: 1000, chunkBytes: 4 * 2 ** 20, deadlineMs: 250, dryRun: true,
+      minAvailableBytes: 256 * 2 ** 20, maxKills: 1000, chunkBytes: 4 * 2 ** 20, deadlineMs: 250, dryRun: true, lockMemory: false,
     },
   )
   t.same(parseDaemonArgs(['--cgroup', cgroup, '--min-available', '12.5%']), { ...DEFAULTS, cgroup, minAvailablePercent: 12.5 })
@@ -145,7 +146,8 @@ t.test('runs until SIGTERM or SIGINT, then exits 0', { skip: noPsi }, async (t) 
     const io = fakeIo()
     const listeners = process.listenerCount(signal)
     // A 2 s window: what any caller may use.
-    const status = main(['daemon', '--cgroup', cgroup, '--window', '2s', '--min-available', '1%'], io)
+    // --no-lock-memory: not the test runner's own memory (the bin test below locks its daemon's).
+    const status = main(['daemon', '--cgroup', cgroup, '--window', '2s', '--min-available', '1%', '--no-lock-memory'], io)
     while (!io.out.includes('"start"')) await new Promise((resolve) => setTimeout(resolve, 5))
     t.equal(process.listenerCount(signal), listeners + 1, `a ${signal} listener while it runs`)
     process.emit(signal, signal)
@@ -153,7 +155,7 @@ t.test('runs until SIGTERM or SIGINT, then exits 0', { skip: noPsi }, async (t) 
     t.equal(process.listenerCount(signal), listeners, 'and none after')
     const lines = io.out.trim().split('\n').map((line) => JSON.parse(line))
     t.match(lines, [
-      { event: 'start', cgroup, path: '/proc/pressure/memory', trigger: 'some 150000 2000000', minAvailable: Number, dryRun: false },
+      { event: 'start', cgroup, path: '/proc/pressure/memory', trigger: 'some 150000 2000000', minAvailable: Number, dryRun: false, memoryLocked: false },
       { event: 'stop', reason: signal, events: Number, kills: 0 },
     ])
     t.equal(io.err, '')
@@ -164,7 +166,7 @@ t.test('a trigger that cannot be armed: one line, exit 1', { skip: noPsi }, asyn
   // A directory that is not a cgroup v2 group has no memory.pressure.
   const cgroup = emptyGroup(t)
   const io = fakeIo()
-  t.equal(await main(['daemon', '--cgroup', cgroup, '--cgroup-pressure', '--window', '2s'], io), 1)
+  t.equal(await main(['daemon', '--cgroup', cgroup, '--cgroup-pressure', '--window', '2s', '--no-lock-memory'], io), 1)
   t.equal(io.err, `pidfd-reap: no pressure file ${cgroup}/memory.pressure: the kernel has no PSI (CONFIG_PSI, or boot with psi=1), or the cgroup is not a cgroup v2 group\n`)
   t.equal(io.out, '', 'nothing logged: it never started')
 })
@@ -173,7 +175,7 @@ t.test('a watch that fails stops the daemon: exit 1', { skip: cgroupUnavailable(
   const group = makeCgroup()
   t.teardown(() => group.cleanup())
   const io = fakeIo()
-  const status = main(['daemon', '--cgroup', group.dir, '--cgroup-pressure', '--window', '2s'], io)
+  const status = main(['daemon', '--cgroup', group.dir, '--cgroup-pressure', '--window', '2s', '--no-lock-memory'], io)
   while (!io.out.includes('"start"')) await new Promise((resolve) => setTimeout(resolve, 5))
   await group.cleanup()
   t.equal(await status, 1)
@@ -212,6 +214,9 @@ t.test('the bin shim: a daemon that stops cleanly on SIGINT', { skip: noPsi }, a
   daemon.child.kill('SIGINT')
   t.same(await daemon.exit, { code: 0, signal: null })
   t.match(daemon.lines, [{ event: 'start', pid: daemon.child.pid }, { event: 'stop', reason: 'SIGINT' }])
+  // By default it locks itself in memory: as root (CAP_IPC_LOCK) that works.
+  if (process.getuid!() === 0) t.match(daemon.lines[0], { memoryLocked: true }, 'mlockall() as root')
+  else t.match(daemon.lines[0], { memoryLocked: Boolean }, 'locked, or why not (lockError)')
   t.equal(daemon.stderr(), '')
 })
 

@@ -63,7 +63,7 @@ t.test('runs until SIGTERM or SIGINT, then exits 0', { skip: noPsi }, async (t) 
     run.child.kill(signal)
     t.equal(await run.exit, 0)
     t.match(run.lines, [
-      { event: 'start', path: '/proc/pressure/memory', trigger: 'some 150000 2000000', cgroup: group, minAvailable: 256 * 2 ** 20, maxKills: 3 },
+      { event: 'start', path: '/proc/pressure/memory', trigger: 'some 150000 2000000', cgroup: group, minAvailable: 256 * 2 ** 20, maxKills: 3, memoryLocked: Boolean },
       { event: 'stop', reason: signal },
     ])
     t.equal(run.stderr(), '')

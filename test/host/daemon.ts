@@ -218,6 +218,8 @@ function run(options: Omit<DaemonOptions, 'log' | 'signal'>, hooks: Partial<Daem
         watcher.options = trigger
         return watcher as unknown as DaemonWatcher
       },
+      // Not the test runner's own memory (test/host/syscalls.ts locks a child's).
+      lockMemory: () => 0,
       ...hooks,
     },
   )
@@ -266,7 +268,9 @@ t.test('the decision: wait while enough is available, kill until the reaped byte
     minAvailable: 100 * MiB,
     maxKills: 3,
     dryRun: false,
+    memoryLocked: true,
   })
+  t.notOk('lockError' in r.lines[0])
   t.same(r.watcher.options, { kind: 'some', stallUs: 150_000, windowUs: 1_000_000, cgroup: undefined })
   r.watcher.fire()
   await r.lineCount(2)
@@ -515,10 +519,10 @@ t.test('arguments and setup failures throw before anything is logged', async (t)
     const watch = (): DaemonWatcher => {
       throw new Error('must not be armed')
     }
-    await t.rejects(runPressureDaemon(options as DaemonOptions, { watch }), error, JSON.stringify(options))
+    await t.rejects(runPressureDaemon(options as DaemonOptions, { watch, lockMemory: () => 0 }), error, JSON.stringify(options))
   }
   // The real watcher's own checks: a stall longer than the window.
-  await t.rejects(runPressureDaemon({ cgroup, stallUs: 2_000_000, windowUs: 1_000_000, log: () => {} }), { code: 'ERR_OUT_OF_RANGE', message: /options\.stallUs/ })
+  await t.rejects(runPressureDaemon({ cgroup, stallUs: 2_000_000, windowUs: 1_000_000, log: () => {} }, { lockMemory: () => 0 }), { code: 'ERR_OUT_OF_RANGE', message: /options\.stallUs/ })
 })
 
 t.test('by default each line is JSON on stdout', async (t) => {
@@ -530,7 +534,7 @@ t.test('by default each line is JSON on stdout', async (t) => {
   let done
   try {
     const watcher = new FakeWatcher()
-    done = runPressureDaemon({ cgroup, signal: controller.signal }, { watch: () => watcher as unknown as DaemonWatcher })
+    done = runPressureDaemon({ cgroup, signal: controller.signal }, { watch: () => watcher as unknown as DaemonWatcher, lockMemory: () => 0 })
     controller.abort('SIGTERM')
     await done
   } finally {
@@ -573,4 +577,25 @@ t.test('real kills: the daemon kills the best victims of its cgroup, and only th
   t.equal(readFileSync(`/proc/${outside.pid}/oom_score_adj`, 'utf8').trim(), '1000')
   r.controller.abort('SIGTERM')
   t.match(await r.done, { kills: 3 })
+})
+
+t.test('it locks its memory first; a failure is logged and it runs on; lockMemory: false skips it', async (t) => {
+  const proc = fakeProc(t, 1000 * MiB, 500 * MiB)
+  const cgroup = fakeCgroup(t, [])
+  const cases: [Partial<DaemonOptions>, () => number, Record<string, unknown>, number][] = [
+    [{}, () => 64 * MiB, { memoryLocked: true, lockedBytes: 64 * MiB }, 1],
+    [{ lockMemory: true }, () => { throw Object.assign(new Error('EPERM: operation not permitted, mlock'), { code: 'EPERM' }) }, { memoryLocked: false, lockError: 'EPERM: operation not permitted, mlock' }, 1],
+    [{ lockMemory: false }, () => 0, { memoryLocked: false }, 0],
+  ]
+  for (const [options, lock, expected, calls] of cases) {
+    let called = 0
+    const r = run({ cgroup, ...options }, { procRoot: proc.root, lockMemory: () => { called++; return lock() } })
+    await r.lineCount(1)
+    t.match(r.lines[0], { event: 'start', ...expected }, JSON.stringify(options))
+    if (!('lockError' in expected)) t.notOk('lockError' in r.lines[0])
+    t.equal(called, calls, `lockMemory called ${calls} time(s)`)
+    r.controller.abort('SIGTERM')
+    t.match(await r.done, { reason: 'SIGTERM' })
+  }
+  await t.rejects(runPressureDaemon({ cgroup, lockMemory: 'yes' as unknown as boolean }), { code: 'ERR_INVALID_ARG_TYPE' })
 })

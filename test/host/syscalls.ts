@@ -221,6 +221,33 @@ t.test('EPERM: an unprivileged user may not signal our process', async (t) => {
   t.equal(sleeper.child.signalCode, null)
 })
 
+t.test('lockMemory: mlock() of the code in a child (not the test runner); EPERM without the right', async (t) => {
+  const shared = publicCopyOfPackage()
+  t.teardown(shared.remove)
+  const script = `
+    const api = require(${JSON.stringify(join(shared.dir, 'dist', 'index.js'))})
+    const vmLck = () => Number(/^VmLck:\\s+(\\d+) kB$/m.exec(require('fs').readFileSync('/proc/self/status', 'utf8'))[1])
+    const before = vmLck()
+    try { const bytes = api.lockMemory(); console.log(JSON.stringify({ before, bytes, after: vmLck() })) }
+    catch (e) { console.log(JSON.stringify({ code: e.code, errno: e.errno, syscall: e.syscall, message: e.message })) }
+  `
+  const asRoot = JSON.parse(execFileSync('env', ['-i', process.execPath, '-e', script], { encoding: 'utf8' }))
+  t.equal(asRoot.before, 0, 'nothing locked before')
+  // node itself is tens of MiB of code; VmLck counts the locked mappings.
+  t.ok(asRoot.bytes > 8 * 1024 * 1024, `${asRoot.bytes} bytes of code locked (root: CAP_IPC_LOCK)`)
+  t.equal(asRoot.after * 1024, asRoot.bytes, 'VmLck says the same')
+  // As nobody with RLIMIT_MEMLOCK 0: no right to lock at all.
+  const refused = execFileSync('prlimit', ['--memlock=0:0', 'env', '-i', process.execPath, '-e', script], { uid: 65534, gid: 65534, cwd: shared.dir, encoding: 'utf8' })
+  t.same(JSON.parse(refused), { code: 'EPERM', errno: -1, syscall: 'mlock', message: 'EPERM: operation not permitted, mlock' })
+})
+
+t.test('lockMemory: the binding\'s error becomes a system error', async (t) => {
+  const { lockMemory } = t.mockRequire<typeof import('../../src/syscalls')>('../../src/syscalls', {
+    '../../src/binding': { native: Object.create(native, { lockMappedCode: { value: () => -12 } }) },
+  })
+  t.throws(() => lockMemory(), { code: 'ENOMEM', errno: -12, syscall: 'mlock' })
+})
+
 t.test('readRssBytes', async (t) => {
   t.ok(api.readRssBytes(process.pid)! > 10 * 1024 * 1024, 'node itself uses some memory')
   t.equal(api.readRssBytes(unusedPid()), null)
