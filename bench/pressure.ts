@@ -27,14 +27,14 @@
 // (256), PIDFD_REAP_BENCH_PRESSURE_FILLER_MIB (64), PIDFD_REAP_BENCH_PRESSURE_HEADROOM_MIB
 // (16), PIDFD_REAP_BENCH_SEED, PIDFD_REAP_BENCH_RESAMPLES (2000).
 import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { release } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pidfd, features, killAndReap, watchPressure, type PressureEvent, type ReapReport } from 'pidfd-reap'
-import { fixtures, hogArgs } from '../victims'
+import { fixtures, hogArgs, removeCgroupDir } from '../victims'
 import { pairedRatio, random, round, shuffled, spread, type Estimate } from './stats'
 import { envInt } from './env'
 
@@ -216,18 +216,6 @@ async function run(config: PressureConfig, group: string, round: number, method:
 
 const round3 = (value: number): number => round(value, 3)
 
-/** rmdir, once the group's last process is gone (EBUSY until then). */
-async function removeGroup(group: string): Promise<void> {
-  for (let tries = 0; existsSync(group); tries++) {
-    try {
-      rmdirSync(group)
-    } catch (error) {
-      if (tries > 500) throw error
-      await sleep(10)
-    }
-  }
-}
-
 /** Runs the part; throws if it cannot run here (see pressureUnavailable). */
 export async function runPressure(config: PressureConfig = pressureConfig()): Promise<PressureResult> {
   const why = pressureUnavailable()
@@ -255,8 +243,8 @@ export async function runPressure(config: PressureConfig = pressureConfig()): Pr
       }
     }
   } finally {
-    for (const leaf of ['victim', 'filler']) await removeGroup(join(group, leaf))
-    await removeGroup(group)
+    for (const leaf of ['victim', 'filler']) await removeCgroupDir(join(group, leaf))
+    await removeCgroupDir(group)
   }
   const back = (method: PressureMethod): (number | null)[] =>
     Array.from({ length: config.rounds }, (_, r) => runs.find((run) => run.round === r && run.method === method)?.pressureToMemoryBackMs ?? null)

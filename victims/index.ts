@@ -391,6 +391,22 @@ export class Freezer {
   }
 }
 
+/**
+ * Removes a cgroup directory once its last process is gone (rmdir fails
+ * with EBUSY until then): tries every 10 ms, and throws rmdir's error after
+ * `tries` more attempts.
+ */
+export async function removeCgroupDir(dir: string, tries = 500): Promise<void> {
+  for (let attempt = 0; existsSync(dir); attempt++) {
+    try {
+      rmdirSync(dir)
+    } catch (error) {
+      if (attempt > tries) throw error
+      await sleep(10)
+    }
+  }
+}
+
 export type ScenarioKind = 'plain' | 'starved' | 'frozen'
 
 export interface Scenario {

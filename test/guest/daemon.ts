@@ -14,11 +14,10 @@
 // PSI (CONFIG_PSI) or no cgroup v2.
 import t, { type Test } from 'tap'
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { setTimeout as sleep } from 'node:timers/promises'
-import { MiB, compileC, killQuietly, meminfo, projectRoot, startSleeper } from '../../victims'
+import { MiB, compileC, killQuietly, meminfo, projectRoot, removeCgroupDir, startSleeper } from '../../victims'
 
 const PSI = '/proc/pressure/memory'
 const CGROUP2 = '/sys/fs/cgroup'
@@ -70,16 +69,7 @@ async function startGrower(exe: string, cgroup: string, stepMiB: number, interva
 async function overcommit(t: Test, name: string, daemonArgv: (group: string, minAvailableMiB: number) => string[]): Promise<void> {
   const group = join(CGROUP2, `pidfd-reap-daemon-${process.pid}-${name}`)
   mkdirSync(group)
-  t.teardown(async () => {
-    for (let tries = 0; existsSync(group); tries++) {
-      try {
-        rmdirSync(group)
-      } catch (error) {
-        if (tries > 1000) throw error
-        await sleep(10)
-      }
-    }
-  })
+  t.teardown(() => removeCgroupDir(group, 1000))
   const exe = compileC(GROW)
   // A bystander outside the cgroup that the kernel would kill first.
   const bystander = startSleeper()
