@@ -14,6 +14,7 @@
 //    is closed in the uv close callback, after libuv stopped polling it.
 
 #include "psi.h"
+#include "syscalls.h"
 
 #include <uv.h>
 
@@ -119,12 +120,8 @@ void EndWatch(PsiWatch* watch, int status) {
 // with POLLPRI on as a plain UV_PRIORITIZED event (the sysfs_notify
 // convention), so without this check the loop would spin on it.
 bool Gone(int fd) {
-  struct pollfd entry = {fd, POLLPRI, 0};
-  int rc;
-  do {
-    rc = poll(&entry, 1, 0);
-  } while (rc < 0 && errno == EINTR);
-  return rc == 1 && (entry.revents & (POLLERR | POLLNVAL)) != 0;
+  int revents = PollNow(fd, POLLPRI);
+  return revents > 0 && (revents & (POLLERR | POLLNVAL)) != 0;
 }
 
 void OnPoll(uv_poll_t* handle, int status, int events) {

@@ -120,16 +120,21 @@ bool HasTryReapKill(long syscall_nr) {
   return TryReapDyingProcess(syscall_nr, -1, 0, kTryReapKill) == -EBADF;
 }
 
-long PollReadable(int32_t fd) {
-  struct pollfd entry = {fd, POLLIN, 0};
+int PollNow(int fd, short events) {
+  struct pollfd entry = {fd, events, 0};
   int rc;
   do {
     rc = poll(&entry, 1, 0);
   } while (rc < 0 && errno == EINTR);
   if (rc < 0) return -errno;
-  if (rc == 0) return 0;
-  if (entry.revents & POLLNVAL) return -EBADF;
-  return (entry.revents & (POLLIN | POLLHUP | POLLERR)) ? 1 : 0;
+  return rc == 0 ? 0 : entry.revents;
+}
+
+long PollReadable(int32_t fd) {
+  int revents = PollNow(fd, POLLIN);
+  if (revents < 0) return revents;
+  if (revents & POLLNVAL) return -EBADF;
+  return (revents & (POLLIN | POLLHUP | POLLERR)) ? 1 : 0;
 }
 
 int64_t ReadRssBytes(int32_t pid) {

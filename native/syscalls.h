@@ -46,6 +46,10 @@ bool HasProcessMrelease();
 // as far as rejecting the fd (EBADF; a kernel before the flag says EINVAL).
 bool HasTryReapKill(long syscall_nr);
 
+// poll(2) of one fd without waiting (EINTR retried): its revents (0 when
+// nothing is ready), or -errno.
+int PollNow(int fd, short events);
+
 // 1 when fd is readable (a pidfd: the process exited), 0 if not, or -errno.
 long PollReadable(int32_t fd);
 
