@@ -185,6 +185,17 @@ export function startSleeper(options: { uid?: number } = {}): Victim {
   return { child, pid: child.pid!, heldBytes: 0, gone }
 }
 
+/**
+ * A sleeper the kernel's OOM killer would pick first (oom_score_adj 1000):
+ * tests start it outside the cgroup a memory killer is given, and check
+ * that it lives.
+ */
+export function startBystander(): Victim {
+  const bystander = startSleeper()
+  writeFileSync(`/proc/${bystander.pid}/oom_score_adj`, '1000')
+  return bystander
+}
+
 export function killQuietly(victim: Victim): Promise<void> {
   victim.child.kill('SIGKILL')
   return victim.gone

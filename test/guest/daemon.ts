@@ -14,10 +14,10 @@
 // PSI (CONFIG_PSI) or no cgroup v2.
 import t, { type Test } from 'tap'
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { MiB, compileC, killQuietly, meminfo, projectRoot, removeCgroupDir, startSleeper } from '../../victims'
+import { MiB, compileC, killQuietly, meminfo, projectRoot, removeCgroupDir, startBystander } from '../../victims'
 
 const PSI = '/proc/pressure/memory'
 const CGROUP2 = '/sys/fs/cgroup'
@@ -71,10 +71,8 @@ async function overcommit(t: Test, name: string, daemonArgv: (group: string, min
   mkdirSync(group)
   t.teardown(() => removeCgroupDir(group, 1000))
   const exe = compileC(GROW)
-  // A bystander outside the cgroup that the kernel would kill first.
-  const bystander = startSleeper()
+  const bystander = startBystander()
   t.teardown(() => killQuietly(bystander))
-  writeFileSync(`/proc/${bystander.pid}/oom_score_adj`, '1000')
 
   const total = meminfo('MemTotal')
   const available = meminfo('MemAvailable')

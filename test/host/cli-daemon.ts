@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline'
 import { describeDaemonError, main, parseCommand, parseDaemonArgs, USAGE, type DaemonCommand } from '../../src/cli'
 import { UsageError } from '../../src/cli-usage'
 import { pathError } from '../../src/psi'
-import { killQuietly, startSleeper } from '../../victims'
+import { killQuietly, startBystander, startSleeper } from '../../victims'
 import { cgroupUnavailable, makeCgroup, pressureUnavailable, startThrasher } from '../fixtures/pressure'
 
 const BIN = join(__dirname, '..', '..', 'bin', 'pidfd-reap')
@@ -223,10 +223,8 @@ t.test('the bin shim: a daemon that stops cleanly on SIGINT', { skip: noPsi }, a
 t.test('real pressure: the daemon kills in its cgroup, and nowhere else', { skip: pressureUnavailable() }, async (t) => {
   const thrasher = await startThrasher()
   t.teardown(() => thrasher.cleanup())
-  // A bystander the kernel would rather kill, outside the cgroup.
-  const bystander = startSleeper()
+  const bystander = startBystander()
   t.teardown(() => killQuietly(bystander))
-  writeFileSync(`/proc/${bystander.pid}/oom_score_adj`, '1000')
   const members = readFileSync(join(thrasher.group.dir, 'cgroup.procs'), 'utf8')
   t.comment(`the group: ${members.trim().split('\n').join(' ')}`)
   // 1 ms of stall in 2 s; MemAvailable can never reach 100 %, so one kill per event.

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { killQuietly, startSleeper } from '../../victims'
+import { killQuietly, startBystander } from '../../victims'
 import { pressureUnavailable, startThrasher } from '../fixtures/pressure'
 
 const EXAMPLE = join(__dirname, '..', '..', 'examples', 'pressure-daemon.mjs')
@@ -73,9 +73,8 @@ t.test('runs until SIGTERM or SIGINT, then exits 0', { skip: noPsi }, async (t) 
 t.test('real pressure: it kills in its cgroup, and nowhere else', { skip: pressureUnavailable() }, async (t) => {
   const thrasher = await startThrasher()
   t.teardown(() => thrasher.cleanup())
-  const bystander = startSleeper()
+  const bystander = startBystander()
   t.teardown(() => killQuietly(bystander))
-  writeFileSync(`/proc/${bystander.pid}/oom_score_adj`, '1000')
   // The group's reclaim stalls count in /proc/pressure/memory too. No host
   // has 1 PiB available: one kill per event.
   const run = example(['--cgroup', thrasher.group.dir, '--stall', '1ms', '--window', '2s', '--min-available', '1048576G', '--max-kills', '1'])
