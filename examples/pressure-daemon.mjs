@@ -5,19 +5,22 @@
 //   node examples/pressure-daemon.mjs --cgroup /sys/fs/cgroup/workload \
 //       [--stall 150ms] [--window 1s] [--min-available 256M] [--max-kills 3]
 //
-// It waits for a PSI trigger on /proc/pressure/memory through the event loop
-// (no polling). On each event, while MemAvailable is below --min-available,
-// it kills the process with the highest oom_score in the cgroup (never one
-// outside it), takes its memory back with killAndReap, and decides from the
-// bytes reaped whether to kill another or wait. One JSON line per decision.
-// SIGINT or SIGTERM stop it.
+// It wakes on a PSI trigger on /proc/pressure/memory, through the event loop,
+// and on a check of MemAvailable that comes again before memory could fill
+// down to the line (100 ms to 1 s apart, as earlyoom does: with no swap,
+// anonymous memory can reach the OOM killer before tasks stall for long).
+// While MemAvailable is below --min-available, it kills the process with the
+// highest oom_score in the cgroup (never one outside it), takes its memory
+// back with killAndReap, and decides from the bytes reaped whether to kill
+// another or wait. One JSON line per decision. SIGINT or SIGTERM stop it.
 //
 // In a project that depends on pidfd-reap, copy it and run it the same way.
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import process from 'node:process'
+import { clearTimeout, setTimeout } from 'node:timers'
 import { parseArgs } from 'node:util'
-import { killAndReap, lockMemory, parseDuration, parseSize, pickVictim, watchPressure } from 'pidfd-reap'
+import { killAndReap, lockMemory, nextCheckMs, parseDuration, parseSize, pickVictim, watchPressure } from 'pidfd-reap'
 
 const usage = 'usage: node examples/pressure-daemon.mjs --cgroup PATH [--stall 150ms] [--window 1s] [--min-available 256M] [--max-kills 3]'
 let settings
@@ -48,6 +51,8 @@ try {
 const { cgroup, stallUs, windowUs, minAvailable, maxKills } = settings
 
 const log = (line) => process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...line })}\n`)
+// How fast memory is assumed to fill at worst (earlyoom's figure for RAM).
+const FILL_RATE = 6000 * 2 ** 20 // bytes per second
 const memAvailable = () => Number(/^MemAvailable:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'))[1]) * 1024
 
 // First keep our own code in memory: reclaim evicts file pages first, and a
@@ -68,57 +73,90 @@ try {
   process.stderr.write(`cannot arm the trigger: ${error.message}\n`)
   process.exit(1)
 }
-// SIGINT and SIGTERM close the watcher, which ends the loop below.
-let stopReason
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.once(signal, () => {
-    stopReason = signal
-    watcher.close()
-  })
-}
 log({ event: 'start', path: watcher.path, trigger: `some ${stallUs} ${windowUs}`, cgroup, minAvailable, maxKills, ...locked })
 
-for await (const event of watcher) {
+// One wakeup at a time: one that comes during a kill is dropped, since the
+// next check reads MemAvailable again anyway.
+let current = null // the wakeup being handled
+let saidNoVictim = false // below the line with nobody to kill: say it once
+let stopping = false
+let timer
+
+function wake(source, pressure) {
+  if (current || stopping) return
+  current = handle(source, pressure)
+    .catch(fail) // the cgroup or /proc/meminfo can no longer be read
+    .finally(() => (current = null))
+}
+
+async function handle(source, pressure) {
   let available = memAvailable()
   if (available >= minAvailable) {
-    log({ event: 'pressure', pressure: event.pressure, memAvailable: available, decision: 'wait', reason: 'enough memory available' })
-    continue
+    log({ event: 'pressure', source, pressure, memAvailable: available, decision: 'wait', reason: 'enough memory available' })
+    return
   }
   for (let kills = 1; ; kills++) {
     const needed = minAvailable - available
     // The best victim, with a pidfd open on it and checked to be in the cgroup.
     const picked = pickVictim(cgroup)
     if (!picked) {
-      log({ event: 'pressure', pressure: event.pressure, memAvailable: available, decision: 'wait', reason: 'no victim in the cgroup' })
-      break
+      if (source === 'psi' || !saidNoVictim) log({ event: 'pressure', source, pressure, memAvailable: available, decision: 'wait', reason: 'no victim in the cgroup' })
+      saidNoVictim = true
+      return
     }
+    saidNoVictim = false
     const { victim, pidfd } = picked
+    const more = kills < maxKills && !stopping
     let report
     try {
       report = await killAndReap(pidfd, { deadlineMs: 1000 })
     } catch (error) {
       // It exited before the kill (ESRCH), for example: try the next one.
-      log({ event: 'kill-failed', victim, error: { code: error.code, message: error.message }, decision: kills < maxKills ? 'kill-another' : 'wait' })
-      if (kills < maxKills) continue
-      break
+      log({ event: 'kill-failed', source, victim, error: { code: error.code, message: error.message }, decision: more ? 'kill-another' : 'wait' })
+      if (more) continue
+      return
     } finally {
       pidfd.close()
     }
     available = memAvailable()
     // The decision the system call gives userspace: the bytes reaped say at
     // once whether this kill covered what was needed.
-    const again = report.bytesReaped < needed && available < minAvailable && kills < maxKills
-    log({
-      event: 'kill',
-      pressure: event.pressure,
-      neededBytes: needed,
-      victim,
-      report,
-      bytesReaped: report.bytesReaped,
-      memAvailableAfter: available,
-      decision: again ? 'kill-another' : 'wait',
-    })
-    if (!again) break
+    const again = report.bytesReaped < needed && available < minAvailable && more
+    log({ event: 'kill', source, pressure, neededBytes: needed, victim, report, bytesReaped: report.bytesReaped, memAvailableAfter: available, decision: again ? 'kill-another' : 'wait' })
+    if (!again) return
   }
 }
-log({ event: 'stop', reason: stopReason })
+
+// The check: wakes the handler while MemAvailable is below the line, and
+// comes again before memory filling at FILL_RATE could get there.
+function check() {
+  let available
+  try {
+    available = memAvailable()
+  } catch (error) {
+    return fail(error)
+  }
+  if (available < minAvailable) wake('check', null)
+  else saidNoVictim = false
+  if (!stopping) timer = setTimeout(check, nextCheckMs(available, minAvailable, FILL_RATE))
+}
+
+// SIGINT, SIGTERM or an error: nothing new starts; a kill in progress settles first.
+async function stop(reason) {
+  if (stopping) return
+  stopping = true
+  clearTimeout(timer)
+  watcher.close()
+  await current
+  log({ event: 'stop', reason })
+  if (reason === 'error') process.exitCode = 1
+}
+function fail(error) {
+  log({ event: 'error', error: { code: error.code, message: error.message } })
+  stop('error')
+}
+
+watcher.on('pressure', (event) => wake('psi', event.pressure))
+watcher.on('error', fail) // the watch failed: the pressure file went away
+for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => stop(signal))
+check()

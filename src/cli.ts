@@ -23,6 +23,7 @@ export const USAGE = `Usage:
   pidfd-reap daemon --cgroup PATH [--cgroup-pressure] [--kind some|full] [--stall DURATION]
                     [--window DURATION] [--min-available SIZE|PERCENT%] [--max-kills N]
                     [--chunk SIZE] [--deadline DURATION] [--dry-run] [--no-lock-memory]
+                    [--no-poll] [--fill-rate SIZE]
 ${VM_USAGE}
   pidfd-reap --help
 
@@ -30,7 +31,8 @@ kill      send SIGKILL to <pid> through a pidfd, then free its memory right away
           (try_reap_dying_process on patched kernels, else process_mrelease)
 features  show which reaping syscalls this kernel has
 daemon    an example memory-pressure daemon: on each PSI memory trigger
-          (/proc/pressure/memory), kill the process with the highest
+          (/proc/pressure/memory), and whenever its check of MemAvailable
+          finds it below the line, kill the process with the highest
           oom_score in the cgroup PATH (or a group below it) and reap it,
           again while MemAvailable stays below the line; one JSON line per
           decision on stdout; stops on SIGINT or SIGTERM
@@ -57,12 +59,17 @@ Options of daemon:
   --min-available SIZE|PERCENT%
                        kill while MemAvailable is below this (default 10%,
                        of MemTotal)
-  --max-kills N        at most N kills per pressure event, 1 to 1000 (default 3)
+  --max-kills N        at most N kills per wakeup, 1 to 1000 (default 3)
   --chunk SIZE         bytes per reaping call (default ${DEFAULT_CHUNK})
   --deadline DURATION  stop reaping one victim after this long (default 1s)
   --dry-run            log the victim it would kill, kill nothing
   --no-lock-memory     do not mlock() the daemon's code (by default it locks it
                        in memory, so that the pressure cannot page it out)
+  --no-poll            act on PSI events only; by default it also reads
+                       MemAvailable every 100ms to 1s, as earlyoom does
+  --fill-rate SIZE     the fastest memory is assumed to fill, per second: the
+                       next check comes before it could reach the line
+                       (default 6000M)
 
 Options of vm:
   --debug              boot the debug kernel (lockdep, KASAN, ...; default --mem 5G)
@@ -108,11 +115,12 @@ interface KillCommand {
   json: boolean
 }
 
-export interface DaemonCommand extends Required<Pick<DaemonOptions, 'cgroup' | 'cgroupPressure' | 'kind' | 'stallUs' | 'windowUs' | 'maxKills' | 'deadlineMs' | 'dryRun' | 'lockMemory'>> {
+export interface DaemonCommand extends Required<Pick<DaemonOptions, 'cgroup' | 'cgroupPressure' | 'kind' | 'stallUs' | 'windowUs' | 'maxKills' | 'deadlineMs' | 'dryRun' | 'lockMemory' | 'poll'>> {
   command: 'daemon'
   minAvailableBytes?: number
   minAvailablePercent?: number
   chunkBytes?: number
+  fillRateBytesPerSec?: number
 }
 
 type Command = KillCommand | DaemonCommand | VmCommand | { command: 'features'; json: boolean } | { command: 'help' }
@@ -194,6 +202,8 @@ export function parseDaemonArgs(args: string[]): DaemonCommand | { command: 'hel
         deadline: { type: 'string', default: '1s' },
         'dry-run': { type: 'boolean', default: false },
         'no-lock-memory': { type: 'boolean', default: false },
+        'no-poll': { type: 'boolean', default: false },
+        'fill-rate': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }),
@@ -232,6 +242,8 @@ export function parseDaemonArgs(args: string[]): DaemonCommand | { command: 'hel
     deadlineMs: asUsage(() => parseDuration(values.deadline as string, '--deadline')),
     dryRun: values['dry-run'] as boolean,
     lockMemory: !(values['no-lock-memory'] as boolean),
+    poll: !(values['no-poll'] as boolean),
+    fillRateBytesPerSec: optional(values['fill-rate'], (text) => positiveSize(text, '--fill-rate')),
   }
 }
 

@@ -1,8 +1,9 @@
 // The example memory-pressure daemon (`pidfd-reap daemon`): it arms a PSI
-// trigger, and on each pressure event picks the process with the highest
-// oom_score in a cgroup it was given, kills it and reaps its memory with
-// killAndReap, then decides from the bytes reaped (and MemAvailable) whether
-// to kill another or wait. Each decision is one JSON line.
+// trigger and checks MemAvailable on a timer, and while MemAvailable is
+// below its line picks the process with the highest oom_score in a cgroup
+// it was given, kills it and reaps its memory with killAndReap, then decides
+// from the bytes reaped (and MemAvailable) whether to kill another or wait.
+// Each decision is one JSON line.
 //
 // It never signals a process outside that cgroup: a victim's pidfd is opened
 // first, then its membership (and identity: its start time) is checked
@@ -14,7 +15,7 @@ import { performance } from 'node:perf_hooks'
 import { native } from './binding'
 import { invalidArgType, invalidArgValue, outOfRange } from './errors'
 import { Pidfd } from './pidfd'
-import { watchPressure, type PressureEvent, type PressureWatcher, type PressureKind, type WatchPressureOptions } from './psi'
+import { readPressureQuietly, watchPressure, type PressureReading, type PressureWatcher, type PressureKind, type WatchPressureOptions } from './psi'
 import { killAndReap, type KillAndReapOptions, type ReapReport } from './reaper'
 import { lockMemory } from './syscalls'
 import {
@@ -173,7 +174,7 @@ export interface DaemonOptions {
   minAvailableBytes?: number
   /** The same as a percentage of MemTotal (default 10), when minAvailableBytes is not given. */
   minAvailablePercent?: number
-  /** At most this many kills for one pressure event (default 3). */
+  /** At most this many kills for one wakeup (default 3). */
   maxKills?: number
   /** killAndReap's chunkBytes (default 16 MiB). */
   chunkBytes?: number
@@ -181,6 +182,20 @@ export interface DaemonOptions {
   deadlineMs?: number
   /** Pick and log, but kill nothing. */
   dryRun?: boolean
+  /**
+   * Also check MemAvailable on a timer (default true), as earlyoom does. PSI
+   * reports stalls, and with no swap and the page cache already gone,
+   * anonymous memory can grow to the OOM killer's door before tasks stall
+   * for long: the check catches MemAvailable crossing the line between PSI
+   * events. It reads /proc/meminfo, between every 100 ms and every second.
+   */
+  poll?: boolean
+  /**
+   * The fastest memory is assumed to fill, in bytes per second (default
+   * 6000 MiB/s, earlyoom's figure for RAM): the next check comes before
+   * memory filling at this rate could cross the line (see nextCheckMs).
+   */
+  fillRateBytesPerSec?: number
   /**
    * Lock the daemon's code in memory first (lockMemory(); lmkd and earlyoom
    * lock themselves too), so that the pressure it acts on cannot page its
@@ -208,8 +223,18 @@ export interface DaemonSummary {
   reason: string
   /** The error that stopped it (the watch failed, the cgroup went away). */
   error?: Error
+  /** PSI events. */
   events: number
+  /** MemAvailable checks that found it below the line and woke the handler. */
+  checks: number
   kills: number
+}
+
+/** What woke the daemon: a PSI event, or the MemAvailable check finding it below the line. */
+interface Wakeup {
+  source: 'psi' | 'check'
+  /** The pressure file read at the wakeup (null if it could not be read). */
+  pressure: PressureReading | null
 }
 
 /** @internal Test seams: the real ones by default. */
@@ -232,9 +257,26 @@ interface Settings {
   chunkBytes: number | undefined
   deadlineMs: number
   dryRun: boolean
+  poll: boolean
+  fillRateBytesPerSec: number
   lockMemory: boolean
   signal: AbortSignal | undefined
   log: (line: DaemonLogLine) => void
+}
+
+const MiB = 2 ** 20
+const DEFAULT_FILL_RATE = 6000 * MiB
+/** The MemAvailable check's interval, at least and at most (earlyoom's). */
+export const CHECK_INTERVAL_MS = { min: 100, max: 1000 } as const
+
+/**
+ * When to read MemAvailable next: before memory filling at `fillRate` bytes
+ * per second could take it from `available` below `minAvailable`, but not
+ * more often than every 100 ms nor less than every second.
+ */
+export function nextCheckMs(available: number, minAvailable: number, fillRate: number): number {
+  const headroomMs = ((available - minAvailable) / fillRate) * 1000
+  return Math.min(CHECK_INTERVAL_MS.max, Math.max(CHECK_INTERVAL_MS.min, headroomMs))
 }
 
 function parseDaemonOptions(options: unknown): Settings {
@@ -269,6 +311,11 @@ function parseDaemonOptions(options: unknown): Settings {
     chunkBytes: raw.chunkBytes === undefined ? undefined : validateByteAmount(raw.chunkBytes, 'options.chunkBytes', 1, false),
     deadlineMs: raw.deadlineMs === undefined ? 1000 : validateMilliseconds(raw.deadlineMs, 'options.deadlineMs'),
     dryRun: bool(raw.dryRun, 'options.dryRun'),
+    poll: raw.poll === undefined || bool(raw.poll, 'options.poll'),
+    fillRateBytesPerSec:
+      raw.fillRateBytesPerSec === undefined
+        ? DEFAULT_FILL_RATE
+        : validateByteAmount(raw.fillRateBytesPerSec, 'options.fillRateBytesPerSec', 1, false),
     lockMemory: raw.lockMemory === undefined || bool(raw.lockMemory, 'options.lockMemory'),
     signal: raw.signal === undefined ? undefined : validateAbortSignal(raw.signal),
     log:
@@ -312,6 +359,7 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
   const watcher = watch(settings.trigger)
   const now = (): string => new Date().toISOString()
   const { kind, stallUs, windowUs } = settings.trigger
+  const availableAtStart = memAvailable()
   log({
     time: now(),
     event: 'start',
@@ -320,16 +368,21 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
     path: watcher.path,
     trigger: `${kind} ${stallUs} ${windowUs}`,
     memTotal,
-    memAvailable: memAvailable(),
+    memAvailable: availableAtStart,
     minAvailable,
     maxKills: settings.maxKills,
     dryRun: settings.dryRun,
+    poll: settings.poll,
+    fillRateBytesPerSec: settings.fillRateBytesPerSec,
     ...locked,
   })
 
-  const summary: DaemonSummary = { reason: '', events: 0, kills: 0 }
-  let latest: PressureEvent | undefined // an event that came while another was handled
+  const summary: DaemonSummary = { reason: '', events: 0, checks: 0, kills: 0 }
+  let latest: Wakeup | undefined // a PSI event that came while another wakeup was handled
   let busy: Promise<void> | undefined
+  let checkTimer: NodeJS.Timeout | undefined
+  // A check below the line with no victim in the cgroup says so once, not every 100 ms.
+  let saidNoVictim = false
   let stopped = false
   let finish!: () => void
   const finished = new Promise<void>((resolve) => (finish = resolve))
@@ -340,19 +393,24 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
     summary.reason = reason
     if (error) summary.error = error
     signal?.removeEventListener('abort', onAbort)
+    clearTimeout(checkTimer)
     watcher.close()
     void (busy ?? Promise.resolve()).then(finish)
   }
   function onAbort(): void {
     stop(String(signal!.reason instanceof Error ? signal!.reason.message : signal!.reason))
   }
+  // The cgroup or /proc/meminfo can no longer be read, or the watch failed.
+  const fail = (error: Error): void => {
+    log({ time: now(), event: 'error', error: errorFields(error) })
+    stop('error', error)
+  }
 
-  // One pressure event: kill until enough memory is back, the cgroup has no
-  // victim left, or maxKills is reached.
-  const handle = async (event: PressureEvent): Promise<void> => {
-    summary.events++
+  // One wakeup: kill until enough memory is back, the cgroup has no victim
+  // left, or maxKills is reached.
+  const handle = async ({ source, pressure }: Wakeup): Promise<void> => {
     const started = performance.now()
-    const base = { pressure: event.pressure, minAvailable }
+    const base = { source, pressure, minAvailable }
     let available = memAvailable()
     if (available >= minAvailable) {
       log({ time: now(), event: 'pressure', ...base, memAvailable: available, decision: 'wait', reason: 'enough memory available' })
@@ -364,9 +422,13 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
       const needed = minAvailable - available
       const picked = pickVictim(cgroup, { procRoot })
       if (!picked) {
-        log({ time: now(), event: 'pressure', ...base, memAvailable: available, neededBytes: needed, decision: 'wait', reason: 'no victim in the cgroup' })
+        if (source === 'psi' || !saidNoVictim) {
+          log({ time: now(), event: 'pressure', ...base, memAvailable: available, neededBytes: needed, decision: 'wait', reason: 'no victim in the cgroup' })
+        }
+        saidNoVictim = true
         return
       }
+      saidNoVictim = false
       const { victim, pidfd } = picked
       const about = { ...base, memAvailable: available, neededBytes: needed, victim }
       if (settings.dryRun) {
@@ -407,10 +469,12 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
     }
   }
 
-  const onPressure = (event: PressureEvent): void => {
-    if (stopped) return
+  // Wakeups are handled one at a time: a PSI event that comes meanwhile is
+  // handled next (several coalesce into one); a check that comes meanwhile is
+  // dropped, since the handler reads MemAvailable itself.
+  const wake = (wakeup: Wakeup): void => {
     if (busy) {
-      latest = event // handled once the current one is done (events coalesce)
+      if (wakeup.source === 'psi') latest = wakeup
       return
     }
     // Set before the handler runs: a stop from inside it waits for it.
@@ -418,16 +482,14 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
     busy = new Promise<void>((resolve) => (handled = resolve))
     void (async () => {
       try {
-        let next: PressureEvent | undefined = event
+        let next: Wakeup | undefined = wakeup
         while (next && !stopped) {
           await handle(next)
           next = latest
           latest = undefined
         }
       } catch (error) {
-        // The cgroup (or /proc/meminfo) can no longer be read.
-        log({ time: now(), event: 'error', error: errorFields(error) })
-        stop('error', error as Error)
+        fail(error as Error)
       } finally {
         busy = undefined
         handled()
@@ -435,14 +497,39 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
     })()
   }
 
-  watcher.on('pressure', onPressure)
+  // The MemAvailable check: wakes the handler while MemAvailable is below
+  // the line, and comes again before memory could fill down to it.
+  const check = (): void => {
+    let available: number
+    try {
+      available = memAvailable()
+    } catch (error) {
+      fail(error as Error)
+      return
+    }
+    if (available < minAvailable) {
+      if (!busy) {
+        summary.checks++
+        wake({ source: 'check', pressure: readPressureQuietly(watcher.path) })
+      }
+    } else {
+      saidNoVictim = false
+    }
+    if (!stopped) checkTimer = setTimeout(check, nextCheckMs(available, minAvailable, settings.fillRateBytesPerSec))
+  }
+
+  watcher.on('pressure', (event) => {
+    if (stopped) return
+    summary.events++
+    wake({ source: 'psi', pressure: event.pressure })
+  })
   watcher.on('error', (error) => {
     if (stopped) return // closed: a real watcher reports nothing more
-    log({ time: now(), event: 'error', error: errorFields(error) })
-    stop('error', error)
+    fail(error)
   })
   signal?.addEventListener('abort', onAbort, { once: true })
+  if (settings.poll) checkTimer = setTimeout(check, nextCheckMs(availableAtStart, minAvailable, settings.fillRateBytesPerSec))
   await finished
-  log({ time: now(), event: 'stop', reason: summary.reason, events: summary.events, kills: summary.kills })
+  log({ time: now(), event: 'stop', reason: summary.reason, events: summary.events, checks: summary.checks, kills: summary.kills })
   return summary
 }

@@ -48,6 +48,7 @@ export {
 } from './psi'
 export {
   runPressureDaemon,
+  nextCheckMs,
   pickVictim,
   listCandidates,
   type DaemonOptions,

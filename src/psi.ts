@@ -116,7 +116,8 @@ export function readPressure(resource: PressureResource = 'memory', cgroup?: str
   return parsePressure(readFileSync(pressurePath(resource, cgroup), 'utf8'))
 }
 
-function readQuietly(path: string): PressureReading | null {
+/** @internal A pressure file's reading now, or null if it cannot be read. */
+export function readPressureQuietly(path: string): PressureReading | null {
   try {
     return parsePressure(readFileSync(path, 'utf8'))
   } catch {
@@ -176,7 +177,7 @@ export class PressureWatcher
       return
     }
     const { path, resource, kind, stallUs, windowUs } = this
-    this.emit('pressure', { time: Date.now(), path, resource, kind, stallUs, windowUs, pressure: readQuietly(path) })
+    this.emit('pressure', { time: Date.now(), path, resource, kind, stallUs, windowUs, pressure: readPressureQuietly(path) })
   }
 
   #finish(): void {

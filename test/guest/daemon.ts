@@ -2,10 +2,12 @@
 // (scripts/vm -- npm run test:guest): a workload in a cgroup asks for half
 // as much memory again as the guest has available (several children, each
 // allocating a little at a time) and would drive the guest into the kernel's
-// OOM killer. With `pidfd-reap daemon` watching /proc/pressure/memory, the
-// daemon kills in the cgroup first: the OOM killer never runs (vmstat
-// oom_kill does not move, dmesg has no "invoked oom-killer"), the daemon's
-// JSON lines show its kills, and nothing outside the cgroup is touched.
+// OOM killer. With `pidfd-reap daemon` watching /proc/pressure/memory and
+// checking MemAvailable, the daemon kills in the cgroup first: the OOM
+// killer never runs (vmstat oom_kill does not move, dmesg has no "invoked
+// oom-killer"), the daemon's JSON lines show its kills, and nothing outside
+// the cgroup is touched. (In the guest the check wakes it: the workload
+// only allocates, and reaches the line before tasks stall on memory.)
 // Twice: `npx pidfd-reap daemon`, then the example on the public API,
 // `node examples/pressure-daemon.mjs`.
 //

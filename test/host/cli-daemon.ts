@@ -42,6 +42,8 @@ const DEFAULTS = {
   deadlineMs: 1000,
   dryRun: false,
   lockMemory: true,
+  poll: true,
+  fillRateBytesPerSec: undefined,
 }
 
 t.test('parseDaemonArgs: defaults, every option, and usage errors', async (t) => {
@@ -51,10 +53,12 @@ t.test('parseDaemonArgs: defaults, every option, and usage errors', async (t) =>
     parseDaemonArgs([
       '--cgroup', cgroup, '--cgroup-pressure', '--kind', 'full', '--stall', '0.5ms', '--window', '10s',
       '--min-available', '256M', '--max-kills', '1000', '--chunk', '4M', '--deadline', '250ms', '--dry-run', '--no-lock-memory',
+      '--no-poll', '--fill-rate', '1G',
     ]),
     {
       ...DEFAULTS, cgroup, cgroupPressure: true, kind: 'full', stallUs: 500, windowUs: 10_000_000,
       minAvailableBytes: 256 * 2 ** 20, maxKills: 1000, chunkBytes: 4 * 2 ** 20, deadlineMs: 250, dryRun: true, lockMemory: false,
+      poll: false, fillRateBytesPerSec: 2 ** 30,
     },
   )
   t.same(parseDaemonArgs(['--cgroup', cgroup, '--min-available', '12.5%']), { ...DEFAULTS, cgroup, minAvailablePercent: 12.5 })
@@ -80,6 +84,8 @@ t.test('parseDaemonArgs: defaults, every option, and usage errors', async (t) =>
     [['--cgroup', cgroup, '--max-kills', '1001'], /^--max-kills must be/],
     [['--cgroup', cgroup, '--max-kills', '2.5'], /^--max-kills must be/],
     [['--cgroup', cgroup, '--chunk', '0'], /^--chunk must be at least 1 byte/],
+    [['--cgroup', cgroup, '--fill-rate', '0'], /^--fill-rate must be at least 1 byte/],
+    [['--cgroup', cgroup, '--fill-rate', 'fast'], /--fill-rate' must be like/],
     [['--cgroup', cgroup, '--deadline', 'never'], /--deadline' must be like/],
     [['--cgroup', cgroup, '--json'], /Unknown option '--json'/],
     [['--cgroup'], /argument missing/],
@@ -227,8 +233,9 @@ t.test('real pressure: the daemon kills in its cgroup, and nowhere else', { skip
   t.teardown(() => killQuietly(bystander))
   const members = readFileSync(join(thrasher.group.dir, 'cgroup.procs'), 'utf8')
   t.comment(`the group: ${members.trim().split('\n').join(' ')}`)
-  // 1 ms of stall in 2 s; MemAvailable can never reach 100 %, so one kill per event.
-  const daemon = startBin(['--cgroup', thrasher.group.dir, '--cgroup-pressure', '--stall', '1ms', '--window', '2s', '--min-available', '100%', '--max-kills', '1'])
+  // 1 ms of stall in 2 s; MemAvailable can never reach 100 %, so one kill per
+  // event. PSI alone (--no-poll): a check would find it below the line at once.
+  const daemon = startBin(['--cgroup', thrasher.group.dir, '--cgroup-pressure', '--stall', '1ms', '--window', '2s', '--min-available', '100%', '--max-kills', '1', '--no-poll'])
   t.teardown(() => daemon.child.kill('SIGKILL'))
   const kill = () => daemon.lines.find((line) => line.event === 'kill' || line.event === 'kill-failed')
   const timer = setTimeout(() => daemon.child.kill('SIGTERM'), 60_000)
@@ -243,6 +250,8 @@ t.test('real pressure: the daemon kills in its cgroup, and nowhere else', { skip
   t.equal(line.report?.pid, line.victim.pid)
   t.equal(line.decision, 'wait', 'maxKills 1')
   t.match(line.pressure, { some: { total: Number } })
+  t.equal((line as { source?: string }).source, 'psi', 'woken by the PSI trigger')
+  t.match(daemon.lines[0], { poll: false })
   t.equal(bystander.child.exitCode ?? bystander.child.signalCode, null, 'the bystander outside the cgroup is alive')
   t.match(daemon.lines.at(-1), { event: 'stop', reason: 'SIGTERM' })
 })

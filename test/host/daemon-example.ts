@@ -70,13 +70,31 @@ t.test('runs until SIGTERM or SIGINT, then exits 0', { skip: noPsi }, async (t) 
   }
 })
 
+t.test('below the line: the check wakes it; the cgroup going away ends it with an error line, exit 1', { skip: noPsi }, async (t) => {
+  const group = fakeGroup(t)
+  // No host has 1 PiB available: the first check finds MemAvailable below the line.
+  const run = example(['--cgroup', group, '--window', '2s', '--min-available', '1048576G'])
+  t.teardown(() => run.child.kill('SIGKILL'))
+  await run.until(() => run.lines.length > 1)
+  t.match(run.lines[1], { event: 'pressure', source: 'check', decision: 'wait', reason: 'no victim in the cgroup' })
+  rmSync(group, { recursive: true, force: true })
+  t.equal(await run.exit, 1)
+  t.match(run.lines.slice(-2), [
+    { event: 'error', error: { code: 'ENOENT', message: /cgroup\.procs/ } },
+    { event: 'stop', reason: 'error' },
+  ])
+  t.equal(run.lines.filter((line) => line.reason === 'no victim in the cgroup').length, 1, 'said once, though checked every 100 ms')
+  t.equal(run.stderr(), '')
+})
+
 t.test('real pressure: it kills in its cgroup, and nowhere else', { skip: pressureUnavailable() }, async (t) => {
   const thrasher = await startThrasher()
   t.teardown(() => thrasher.cleanup())
   const bystander = startBystander()
   t.teardown(() => killQuietly(bystander))
-  // The group's reclaim stalls count in /proc/pressure/memory too. No host
-  // has 1 PiB available: one kill per event.
+  // No host has 1 PiB available: the first check (or a PSI event: the
+  // group's reclaim stalls count in /proc/pressure/memory too) kills, one
+  // kill per wakeup. The calm one below hears only PSI events.
   const run = example(['--cgroup', thrasher.group.dir, '--stall', '1ms', '--window', '2s', '--min-available', '1048576G', '--max-kills', '1'])
   t.teardown(() => run.child.kill('SIGKILL'))
   // Beside it, one for an empty group and one that never needs memory.

@@ -10,7 +10,9 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
+  CHECK_INTERVAL_MS,
   cgroupProcesses,
+  nextCheckMs,
   listCandidates,
   pickVictim,
   readCandidate,
@@ -82,6 +84,7 @@ function sleepers(t: Test, count: number): Victim[] {
 t.test('exported from the package', async (t) => {
   t.equal(api.runPressureDaemon, runPressureDaemon)
   t.equal(api.pickVictim, pickVictim)
+  t.equal(api.nextCheckMs, nextCheckMs)
   t.equal(api.listCandidates, listCandidates)
 })
 
@@ -206,6 +209,8 @@ function run(options: Omit<DaemonOptions, 'log' | 'signal'>, hooks: Partial<Daem
   const controller = new AbortController()
   const done = runPressureDaemon(
     {
+      // Events on demand only; the MemAvailable check has its own tests.
+      poll: false,
       ...options,
       signal: controller.signal,
       log: (line) => {
@@ -405,7 +410,7 @@ t.test('events that come while one is handled coalesce into one more', async (t)
   await r.lineCount(3)
   t.equal(kills, 2, 'the first event, then one for the three that came meanwhile')
   r.controller.abort('SIGTERM')
-  t.match(await r.done, { events: 2, kills: 2 })
+  t.match(await r.done, { events: 4, checks: 0, kills: 2 }, 'four PSI events, handled in two passes')
 })
 
 t.test('stopping during a kill: it settles first, then nothing new starts', async (t) => {
@@ -509,6 +514,9 @@ t.test('arguments and setup failures throw before anything is logged', async (t)
     [{ cgroup, chunkBytes: 0 }, { code: 'ERR_OUT_OF_RANGE' }],
     [{ cgroup, deadlineMs: -1 }, { code: 'ERR_OUT_OF_RANGE' }],
     [{ cgroup, dryRun: 'yes' }, { code: 'ERR_INVALID_ARG_TYPE', message: /options\.dryRun/ }],
+    [{ cgroup, poll: 1 }, { code: 'ERR_INVALID_ARG_TYPE', message: /options\.poll/ }],
+    [{ cgroup, fillRateBytesPerSec: 0 }, { code: 'ERR_OUT_OF_RANGE', message: /options\.fillRateBytesPerSec/ }],
+    [{ cgroup, fillRateBytesPerSec: '1G' }, { code: 'ERR_INVALID_ARG_TYPE' }],
     [{ cgroup, cgroupPressure: 1 }, { code: 'ERR_INVALID_ARG_TYPE' }],
     [{ cgroup, log: 'stdout' }, { code: 'ERR_INVALID_ARG_TYPE', message: /options\.log/ }],
     [{ cgroup, signal: 'stop' }, { code: 'ERR_INVALID_ARG_TYPE' }],
@@ -598,4 +606,102 @@ t.test('it locks its memory first; a failure is logged and it runs on; lockMemor
     t.match(await r.done, { reason: 'SIGTERM' })
   }
   await t.rejects(runPressureDaemon({ cgroup, lockMemory: 'yes' as unknown as boolean }), { code: 'ERR_INVALID_ARG_TYPE' })
+})
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+t.test('nextCheckMs: before memory filling at the assumed rate could reach the line, within 100 ms to 1 s', async (t) => {
+  t.same(CHECK_INTERVAL_MS, { min: 100, max: 1000 })
+  const rate = 6000 * MiB
+  t.equal(nextCheckMs(100 * MiB + 3000 * MiB, 100 * MiB, rate), 500, '3000 MiB of headroom at 6000 MiB/s')
+  t.equal(nextCheckMs(100 * MiB + 60_000 * MiB, 100 * MiB, rate), 1000, 'at most a second apart')
+  t.equal(nextCheckMs(110 * MiB, 100 * MiB, rate), 100, 'at least 100 ms apart')
+  t.equal(nextCheckMs(50 * MiB, 100 * MiB, rate), 100, 'below the line')
+  t.equal(nextCheckMs(100 * MiB + 250 * MiB, 100 * MiB, 1000 * MiB), 250, 'a slower assumed rate checks less often')
+})
+
+t.test('the MemAvailable check kills between PSI events, and only while below the line', async (t) => {
+  const [a, b] = sleepers(t, 2)
+  const proc = fakeProc(t, 1000 * MiB, 500 * MiB)
+  proc.add(a.pid, { score: 900 })
+  proc.add(b.pid, { score: 800 })
+  const cgroup = fakeCgroup(t, [a.pid, b.pid])
+  const killed: number[] = []
+  const r = run(
+    { cgroup, minAvailableBytes: 100 * MiB, poll: true },
+    {
+      procRoot: proc.root,
+      killAndReap: async (pidfd) => {
+        killed.push(pidfd.pid)
+        proc.setAvailable(500 * MiB) // the kill brought it back
+        return report(pidfd.pid, 40 * MiB)
+      },
+    },
+  )
+  await r.lineCount(1)
+  t.match(r.lines[0], { event: 'start', poll: true, fillRateBytesPerSec: 6000 * MiB })
+  await sleep(350)
+  t.equal(r.lines.length, 1, 'checks above the line log nothing')
+  proc.setAvailable(60 * MiB)
+  await r.lineCount(2)
+  t.match(r.lines[1], { event: 'kill', source: 'check', memAvailable: 60 * MiB, neededBytes: 40 * MiB, victim: { pid: a.pid }, decision: 'wait', reason: 'enough memory back' })
+  t.ok('pressure' in r.lines[1], 'with the pressure file read at the check (null where it cannot be read)')
+  await sleep(350)
+  t.same(killed, [a.pid], 'back above the line: no more kills')
+  r.watcher.fire()
+  await r.lineCount(3)
+  t.match(r.lines[2], { event: 'pressure', source: 'psi', decision: 'wait', reason: 'enough memory available' })
+  r.controller.abort('SIGTERM')
+  t.match(await r.done, { events: 1, checks: 1, kills: 1 })
+  t.match(r.lines.at(-1), { event: 'stop', events: 1, checks: 1, kills: 1 })
+})
+
+t.test('the check: no victim is said once while below the line; a check during a kill waits for it', async (t) => {
+  const [a] = sleepers(t, 1)
+  const proc = fakeProc(t, 1000 * MiB, 60 * MiB)
+  const cgroup = fakeCgroup(t, [])
+  let release: (() => void) | undefined
+  let kills = 0
+  const r = run(
+    { cgroup, minAvailableBytes: 100 * MiB, poll: true },
+    {
+      procRoot: proc.root,
+      killAndReap: async (pidfd) => {
+        kills++
+        await new Promise<void>((resolve) => (release = resolve))
+        proc.setAvailable(500 * MiB)
+        return report(pidfd.pid, 40 * MiB)
+      },
+    },
+  )
+  await r.lineCount(2)
+  t.match(r.lines[1], { event: 'pressure', source: 'check', reason: 'no victim in the cgroup', neededBytes: 40 * MiB })
+  await sleep(450)
+  t.equal(r.lines.length, 2, 'checks every 100 ms, said once')
+  proc.setAvailable(500 * MiB)
+  await sleep(250)
+  proc.setAvailable(60 * MiB)
+  await r.lineCount(3)
+  t.match(r.lines[2], { event: 'pressure', source: 'check', reason: 'no victim in the cgroup' }, 'said again after a time above the line')
+  // A victim joins: the next check kills it, and the checks during the kill start nothing.
+  proc.add(a.pid, { score: 900 })
+  writeFileSync(join(cgroup, 'cgroup.procs'), `${a.pid}\n`)
+  while (!release) await sleep(20)
+  await sleep(350)
+  t.equal(kills, 1, 'one kill at a time')
+  r.controller.abort('SIGTERM')
+  release!()
+  const summary = await r.done
+  t.ok(summary.checks >= 3, `${summary.checks} checks woke the handler: with no victim, then for the kill`)
+  t.equal(summary.kills, 1)
+  t.match(r.lines.at(-2), { event: 'kill', source: 'check', victim: { pid: a.pid } })
+})
+
+t.test('the check stops the daemon when /proc/meminfo cannot be read', async (t) => {
+  const proc = fakeProc(t, 1000 * MiB, 500 * MiB)
+  const r = run({ cgroup: fakeCgroup(t, []), poll: true }, { procRoot: proc.root })
+  await r.lineCount(1)
+  rmSync(join(proc.root, 'meminfo'))
+  t.match(await r.done, { reason: 'error', error: { code: 'ENOENT' } })
+  t.match(r.lines.slice(1), [{ event: 'error', error: { code: 'ENOENT', message: /meminfo/ } }, { event: 'stop', reason: 'error' }])
 })
