@@ -81,6 +81,18 @@ function sleepers(t: Test, count: number): Victim[] {
   return started
 }
 
+/**
+ * Sleepers of the test, one per oom_score given (best victim first), seen
+ * through a fake /proc with that much MemAvailable of 1000 MiB, all in a
+ * fake cgroup.
+ */
+function rankedSleepers(t: Test, memAvailable: number, scores: number[], pages?: number) {
+  const victims = sleepers(t, scores.length)
+  const proc = fakeProc(t, 1000 * MiB, memAvailable)
+  victims.forEach((victim, i) => proc.add(victim.pid, { score: scores[i], pages }))
+  return { victims, proc, cgroup: fakeCgroup(t, victims.map((victim) => victim.pid)) }
+}
+
 t.test('exported from the package', async (t) => {
   t.equal(api.runPressureDaemon, runPressureDaemon)
   t.equal(api.pickVictim, pickVictim)
@@ -241,11 +253,7 @@ const report = (pid: number, bytesReaped: number, extra: Partial<ReapReport> = {
   ({ pid, mechanism: 'try_reap', bytesReaped, calls: 1, busyRetries: 0, elapsedMs: 1, exited: false, stopReason: 'done', ...extra }) as ReapReport
 
 t.test('the decision: wait while enough is available, kill until the reaped bytes cover the need', async (t) => {
-  const [a, b] = sleepers(t, 2)
-  const proc = fakeProc(t, 1000 * MiB, 500 * MiB)
-  proc.add(a.pid, { score: 900, pages: 1000 })
-  proc.add(b.pid, { score: 800, pages: 1000 })
-  const cgroup = fakeCgroup(t, [a.pid, b.pid])
+  const { victims: [a, b], proc, cgroup } = rankedSleepers(t, 500 * MiB, [900, 800], 1000)
   const killed: number[] = []
   const reaped = [10 * MiB, 64 * MiB]
   const r = run(
@@ -308,11 +316,7 @@ t.test('the decision: wait while enough is available, kill until the reaped byte
 })
 
 t.test('MemAvailable back above the line stops the killing even with little reaped', async (t) => {
-  const [a, b] = sleepers(t, 2)
-  const proc = fakeProc(t, 1000 * MiB, 50 * MiB)
-  proc.add(a.pid, { score: 900 })
-  proc.add(b.pid, { score: 800 })
-  const cgroup = fakeCgroup(t, [a.pid, b.pid])
+  const { proc, cgroup } = rankedSleepers(t, 50 * MiB, [900, 800])
   const r = run(
     { cgroup, minAvailablePercent: 10 },
     {
@@ -384,10 +388,7 @@ t.test('maxKills, failed kills and dry runs', async (t) => {
 })
 
 t.test('events that come while one is handled coalesce into one more', async (t) => {
-  const [a] = sleepers(t, 1)
-  const proc = fakeProc(t, 1000 * MiB, 10 * MiB)
-  proc.add(a.pid, { score: 900 })
-  const cgroup = fakeCgroup(t, [a.pid])
+  const { proc, cgroup } = rankedSleepers(t, 10 * MiB, [900])
   let release!: () => void
   let kills = 0
   const r = run(
@@ -414,10 +415,7 @@ t.test('events that come while one is handled coalesce into one more', async (t)
 })
 
 t.test('stopping during a kill: it settles first, then nothing new starts', async (t) => {
-  const [a] = sleepers(t, 1)
-  const proc = fakeProc(t, 1000 * MiB, 10 * MiB)
-  proc.add(a.pid, { score: 900 })
-  const cgroup = fakeCgroup(t, [a.pid])
+  const { proc, cgroup } = rankedSleepers(t, 10 * MiB, [900])
   let entered!: () => void
   const inKill = new Promise<void>((resolve) => (entered = resolve))
   const r = run(
@@ -474,10 +472,7 @@ t.test('stopping during a kill: it settles first, then nothing new starts', asyn
 })
 
 t.test('errors stop the daemon: the watch fails, the cgroup goes away', async (t) => {
-  const [a] = sleepers(t, 1)
-  const proc = fakeProc(t, 1000 * MiB, 10 * MiB)
-  proc.add(a.pid, { score: 900 })
-  const cgroup = fakeCgroup(t, [a.pid])
+  const { victims: [a], proc, cgroup } = rankedSleepers(t, 10 * MiB, [900])
   const r = run({ cgroup, cgroupPressure: true }, { procRoot: proc.root })
   await r.lineCount(1)
   t.equal(r.watcher.options!.cgroup, cgroup, "--cgroup-pressure watches the cgroup's own file")
@@ -621,11 +616,7 @@ t.test('nextCheckMs: before memory filling at the assumed rate could reach the l
 })
 
 t.test('the MemAvailable check kills between PSI events, and only while below the line', async (t) => {
-  const [a, b] = sleepers(t, 2)
-  const proc = fakeProc(t, 1000 * MiB, 500 * MiB)
-  proc.add(a.pid, { score: 900 })
-  proc.add(b.pid, { score: 800 })
-  const cgroup = fakeCgroup(t, [a.pid, b.pid])
+  const { victims: [a], proc, cgroup } = rankedSleepers(t, 500 * MiB, [900, 800])
   const killed: number[] = []
   const r = run(
     { cgroup, minAvailableBytes: 100 * MiB, poll: true },
