@@ -381,8 +381,14 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
   let latest: Wakeup | undefined // a PSI event that came while another wakeup was handled
   let busy: Promise<void> | undefined
   let checkTimer: NodeJS.Timeout | undefined
-  // A check below the line with no victim in the cgroup says so once, not every 100 ms.
-  let saidNoVictim = false
+  // A check below the line whose outcome changes nothing (no victim in the
+  // cgroup, a dry run's pick) says so once, not every 100 ms: again only
+  // when the outcome differs or MemAvailable was back above the line.
+  let saidBelowLine: string | undefined
+  const sayOnce = (source: Wakeup['source'], outcome: string, line: DaemonLogLine): void => {
+    if (source === 'psi' || saidBelowLine !== outcome) log(line)
+    saidBelowLine = outcome
+  }
   let stopped = false
   let finish!: () => void
   const finished = new Promise<void>((resolve) => (finish = resolve))
@@ -422,20 +428,18 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
       const needed = minAvailable - available
       const picked = pickVictim(cgroup, { procRoot })
       if (!picked) {
-        if (source === 'psi' || !saidNoVictim) {
-          log({ time: now(), event: 'pressure', ...base, memAvailable: available, neededBytes: needed, decision: 'wait', reason: 'no victim in the cgroup' })
-        }
-        saidNoVictim = true
+        const reason = 'no victim in the cgroup'
+        sayOnce(source, reason, { time: now(), event: 'pressure', ...base, memAvailable: available, neededBytes: needed, decision: 'wait', reason })
         return
       }
-      saidNoVictim = false
       const { victim, pidfd } = picked
       const about = { ...base, memAvailable: available, neededBytes: needed, victim }
       if (settings.dryRun) {
         pidfd.close()
-        log({ time: now(), event: 'kill', ...about, dryRun: true, decision: 'wait', reason: 'dry run: nothing killed' })
+        sayOnce(source, `dry run: ${victim.pid}`, { time: now(), event: 'kill', ...about, dryRun: true, decision: 'wait', reason: 'dry run: nothing killed' })
         return
       }
+      saidBelowLine = undefined
       let report: ReapReport
       try {
         report = await reap(pidfd, { chunkBytes: settings.chunkBytes, deadlineMs: settings.deadlineMs, signal })
@@ -513,7 +517,7 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
         wake({ source: 'check', pressure: readPressureQuietly(watcher.path) })
       }
     } else {
-      saidNoVictim = false
+      saidBelowLine = undefined
     }
     if (!stopped) checkTimer = setTimeout(check, nextCheckMs(available, minAvailable, settings.fillRateBytesPerSec))
   }

@@ -688,6 +688,35 @@ t.test('the check: no victim is said once while below the line; a check during a
   t.match(r.lines.at(-2), { event: 'kill', source: 'check', victim: { pid: a.pid } })
 })
 
+t.test('a dry run under the check logs its pick once while below the line, and again for another pick', async (t) => {
+  const { victims: [a, b], proc, cgroup } = rankedSleepers(t, 60 * MiB, [900, 800])
+  let kills = 0
+  const r = run(
+    { cgroup, minAvailableBytes: 100 * MiB, poll: true, dryRun: true },
+    {
+      procRoot: proc.root,
+      killAndReap: async () => {
+        kills++
+        return report(0, 0)
+      },
+    },
+  )
+  await r.lineCount(2)
+  t.match(r.lines[1], { event: 'kill', source: 'check', dryRun: true, victim: { pid: a.pid }, reason: 'dry run: nothing killed' })
+  await sleep(350)
+  t.equal(r.lines.length, 2, 'checks every 100 ms, said once')
+  proc.add(b.pid, { score: 950 }) // now b ranks first
+  await r.lineCount(3)
+  t.match(r.lines[2], { event: 'kill', source: 'check', dryRun: true, victim: { pid: b.pid } }, 'another pick is said')
+  r.watcher.fire()
+  await r.lineCount(4)
+  t.match(r.lines[3], { event: 'kill', source: 'psi', dryRun: true, victim: { pid: b.pid } }, 'a PSI event is always answered')
+  r.controller.abort('SIGTERM')
+  t.match(await r.done, { kills: 0 })
+  t.equal(kills, 0, 'nothing killed')
+  for (const victim of [a, b]) t.equal(victim.child.exitCode ?? victim.child.signalCode, null)
+})
+
 t.test('the check stops the daemon when /proc/meminfo cannot be read', async (t) => {
   const proc = fakeProc(t, 1000 * MiB, 500 * MiB)
   const r = run({ cgroup: fakeCgroup(t, []), poll: true }, { procRoot: proc.root })
