@@ -106,14 +106,15 @@ async function handle(source, pressure) {
     }
     saidNoVictim = false
     const { victim, pidfd } = picked
-    const more = kills < maxKills && !stopping
+    // Checked after the kill: a stop meanwhile means no more kills.
+    const more = () => kills < maxKills && !stopping
     let report
     try {
       report = await killAndReap(pidfd, { deadlineMs: 1000 })
     } catch (error) {
       // It exited before the kill (ESRCH), for example: try the next one.
-      log({ event: 'kill-failed', source, victim, error: { code: error.code, message: error.message }, decision: more ? 'kill-another' : 'wait' })
-      if (more) continue
+      log({ event: 'kill-failed', source, victim, error: { code: error.code, message: error.message }, decision: more() ? 'kill-another' : 'wait' })
+      if (more()) continue
       return
     } finally {
       pidfd.close()
@@ -121,7 +122,7 @@ async function handle(source, pressure) {
     available = memAvailable()
     // The decision the system call gives userspace: the bytes reaped say at
     // once whether this kill covered what was needed.
-    const again = report.bytesReaped < needed && available < minAvailable && more
+    const again = report.bytesReaped < needed && available < minAvailable && more()
     log({ event: 'kill', source, pressure, neededBytes: needed, victim, report, bytesReaped: report.bytesReaped, memAvailableAfter: available, decision: again ? 'kill-another' : 'wait' })
     if (!again) return
   }
