@@ -82,15 +82,15 @@ let saidNoVictim = false // below the line with nobody to kill: say it once
 let stopping = false
 let timer
 
-function wake(source, pressure) {
+function wake(source, pressure, available) {
   if (current || stopping) return
-  current = handle(source, pressure)
+  current = handle(source, pressure, available)
     .catch(fail) // the cgroup or /proc/meminfo can no longer be read
     .finally(() => (current = null))
 }
 
-async function handle(source, pressure) {
-  let available = memAvailable()
+// `available`: MemAvailable as the check just read it; a PSI wakeup reads it here.
+async function handle(source, pressure, available = memAvailable()) {
   if (available >= minAvailable) {
     log({ event: 'pressure', source, pressure, memAvailable: available, decision: 'wait', reason: 'enough memory available' })
     return
@@ -137,7 +137,7 @@ function check() {
   } catch (error) {
     return fail(error)
   }
-  if (available < minAvailable) wake('check', null)
+  if (available < minAvailable) wake('check', null, available)
   else saidNoVictim = false
   if (!stopping) timer = setTimeout(check, nextCheckMs(available, minAvailable, FILL_RATE))
 }

@@ -235,6 +235,8 @@ interface Wakeup {
   source: 'psi' | 'check'
   /** The pressure file read at the wakeup (null if it could not be read). */
   pressure: PressureReading | null
+  /** MemAvailable as the check just read it (a PSI wakeup reads it in the handler). */
+  memAvailable?: number
 }
 
 /** @internal Test seams: the real ones by default. */
@@ -414,10 +416,10 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
 
   // One wakeup: kill until enough memory is back, the cgroup has no victim
   // left, or maxKills is reached.
-  const handle = async ({ source, pressure }: Wakeup): Promise<void> => {
+  const handle = async ({ source, pressure, memAvailable: checked }: Wakeup): Promise<void> => {
     const started = performance.now()
     const base = { source, pressure, minAvailable }
-    let available = memAvailable()
+    let available = checked ?? memAvailable()
     if (available >= minAvailable) {
       log({ time: now(), event: 'pressure', ...base, memAvailable: available, decision: 'wait', reason: 'enough memory available' })
       return
@@ -514,7 +516,7 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
     if (available < minAvailable) {
       if (!busy) {
         summary.checks++
-        wake({ source: 'check', pressure: readPressureQuietly(watcher.path) })
+        wake({ source: 'check', pressure: readPressureQuietly(watcher.path), memAvailable: available })
       }
     } else {
       saidBelowLine = undefined
