@@ -221,7 +221,7 @@ t.test('the bin shim: a daemon that stops cleanly on SIGINT', { skip: noPsi }, a
   t.same(await daemon.exit, { code: 0, signal: null })
   t.match(daemon.lines, [{ event: 'start', pid: daemon.child.pid }, { event: 'stop', reason: 'SIGINT' }])
   // By default it locks itself in memory: as root (CAP_IPC_LOCK) that works.
-  if (process.getuid!() === 0) t.match(daemon.lines[0], { memoryLocked: true }, 'mlockall() as root')
+  if (process.getuid!() === 0) t.match(daemon.lines[0], { memoryLocked: true }, 'its code locked as root')
   else t.match(daemon.lines[0], { memoryLocked: Boolean }, 'locked, or why not (lockError)')
   t.equal(daemon.stderr(), '')
 })
