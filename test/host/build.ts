@@ -1,4 +1,5 @@
-// How the addon is built where no prebuild fits (node-gyp from source).
+// How the addon is built where no prebuild fits (node-gyp from source), and
+// what scripts/prebuild (npm pack's prepack) refuses to ship.
 import t from 'tap'
 import { execFileSync, spawnSync } from 'node:child_process'
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
@@ -72,4 +73,27 @@ t.test('a glibc prebuild (prebuildify sets PREBUILD_LIBC) takes the shim', async
     t.equal(makefile.includes('glibc_compat.o'), shim, `${libc}: the shim is ${shim ? '' : 'not '}compiled`)
     t.equal(makefile.includes('-static-libstdc++'), shim, `${libc}: libstdc++ is ${shim ? 'static' : 'shared'}`)
   }
+})
+
+t.test('scripts/prebuild fails before building when a promised prebuild cannot be built', async (t) => {
+  // A PATH with dirname (the script finds its root with it) and no cross compiler.
+  const bin = join(work, 'bin')
+  mkdirSync(bin)
+  symlinkSync(execFileSync('sh', ['-c', 'command -v dirname'], { encoding: 'utf8' }).trim(), join(bin, 'dirname'))
+  const copy = join(work, 'promise')
+  mkdirSync(join(copy, 'prebuilds', 'linux-x64'), { recursive: true })
+  writeFileSync(join(copy, 'prebuilds', 'linux-x64', 'kept'), '')
+  mkdirSync(join(copy, 'scripts'))
+  copyFileSync(join(ROOT, 'scripts', 'prebuild'), join(copy, 'scripts', 'prebuild'))
+  const run = (env: NodeJS.ProcessEnv) =>
+    spawnSync('/bin/bash', [join(copy, 'scripts', 'prebuild')], { env: { PATH: bin, ...env }, encoding: 'utf8' })
+
+  const missing = run({})
+  t.equal(missing.status, 1, 'no linux-arm64 cross compiler: fails')
+  t.match(missing.stderr, /linux-arm64: no aarch64-linux-gnu-g\+\+ .*PIDFD_REAP_PREBUILD_ARCHES=x64/, 'says what is missing and how to pack without it')
+  t.ok(existsSync(join(copy, 'prebuilds', 'linux-x64', 'kept')), 'before touching prebuilds/')
+
+  const unknown = run({ PIDFD_REAP_PREBUILD_ARCHES: 'x64 riscv64' })
+  t.equal(unknown.status, 1, 'an arch it cannot build: fails')
+  t.match(unknown.stderr, /unknown arch 'riscv64'/)
 })
