@@ -99,9 +99,21 @@ int64_t LockMappedCode() {
   }
   std::fclose(maps);
   int64_t locked = 0;
-  for (const Mapping& m : mappings) {
+  for (size_t i = 0; i < mappings.size(); i++) {
+    const Mapping& m = mappings[i];
     if (m.perms[0] != 'r' || !code_files.count(m.path)) continue;
-    if (mlock(reinterpret_cast<void*>(m.start), m.end - m.start) != 0) return -errno;
+    if (mlock(reinterpret_cast<void*>(m.start), m.end - m.start) != 0) {
+      // All or nothing: a caller told "failed" must not be left holding
+      // (under RLIMIT_MEMLOCK) megabytes it believes unlocked.
+      int error = errno;
+      for (size_t j = 0; j < i; j++) {
+        const Mapping& done = mappings[j];
+        if (done.perms[0] == 'r' && code_files.count(done.path)) {
+          munlock(reinterpret_cast<void*>(done.start), done.end - done.start);
+        }
+      }
+      return -error;
+    }
     locked += static_cast<int64_t>(m.end - m.start);
   }
   return locked;

@@ -32,7 +32,8 @@ long ProcessMrelease(int32_t pidfd);
 // pressure a memory killer acts on cannot page its code out and stall it.
 // Anonymous memory is left alone: mlockall() would make V8's
 // madvise(MADV_DONTNEED) of its heap fail, which V8 treats as fatal.
-// Returns the bytes locked, or -errno of the first mlock() that failed.
+// Returns the bytes locked, or -errno of the first mlock() that failed,
+// after unlocking what it had locked.
 int64_t LockMappedCode();
 
 // -ENOSYS when the kernel did not confirm a syscall number (nr < 0): the
