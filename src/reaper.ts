@@ -212,18 +212,27 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
         stopListening()
         reject(error)
       }
+      // Settles in every case: it runs from the job's final event, and from a
+      // timer or an abort listener, where a throw would be an uncaught
+      // exception and leave the promise pending. A 'progress' listener that
+      // throws on the final counts rejects the call, as during the run.
       const settle = (counts: NativeReapCounts, stopReason: StopReason, refusal?: ReapRefusal): void => {
         stopListening()
-        // The final counts reach listeners even when the last throttled event missed them.
-        const changed =
-          lastEmitted === undefined || counts.calls !== lastEmitted.calls || counts.bytesReaped !== lastEmitted.bytesReaped
-        if (counts.calls > 0 && changed) emitProgress(counts)
-        const report: ReapReport = {
-          ...progressOf(counts),
-          // Every report comes after the kill (a failed kill rejects).
-          killPath: counts.killPath!,
-          exited: check(native.pollReadable(fd), 'poll', pid) === 1,
-          stopReason,
+        let report: ReapReport
+        try {
+          // The final counts reach listeners even when the last throttled event missed them.
+          const changed =
+            lastEmitted === undefined || counts.calls !== lastEmitted.calls || counts.bytesReaped !== lastEmitted.bytesReaped
+          if (counts.calls > 0 && changed) emitProgress(counts)
+          report = {
+            ...progressOf(counts),
+            // Every report comes after the kill (a failed kill rejects).
+            killPath: counts.killPath!,
+            exited: check(native.pollReadable(fd), 'poll', pid) === 1,
+            stopReason,
+          }
+        } catch (error) {
+          return reject(error)
         }
         if (refusal) report.refusal = refusal
         resolve(report)
@@ -231,11 +240,13 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
 
       const onEvent = (event: NativeReapEvent): void => {
         if (settled) return
-        try {
-          if (!event.final) return emitProgress(event)
+        if (event.final) {
           const { stopReason, errno, syscall } = event
           if (stopReason === 'error') return fail(systemError(errno!, syscall!, pid))
-          settle(event, stopReason!, syscall === undefined ? undefined : refusalOf(errno!, syscall, pid))
+          return settle(event, stopReason!, syscall === undefined ? undefined : refusalOf(errno!, syscall, pid))
+        }
+        try {
+          emitProgress(event)
         } catch (error) {
           // A throwing 'progress' listener: stop reaping, reject with its error.
           native.reapStop(job!, 'aborted')
