@@ -44,6 +44,12 @@ constexpr auto kNotDyingGrace = std::chrono::milliseconds(250);
 // (a kernel thread), which is a refusal, not an exit.
 constexpr auto kExitGrace = std::chrono::milliseconds(250);
 constexpr auto kProgressInterval = std::chrono::milliseconds(50);
+// EAGAIN means "call again": a whole pass took calls that freed nothing. A
+// pass over the address space takes at most one call per page table's worth
+// of it (each call walks at least that much); twice that many EAGAINs in a
+// row, and never fewer than this, mean a kernel that makes no progress, and
+// the job stops (refused, EAGAIN) instead of spinning for ever.
+constexpr uint64_t kMinCallsPerPass = 64;
 
 enum class Mechanism { kNone, kTryReap, kMrelease };
 
@@ -254,6 +260,14 @@ class ReapJob : public ThreadJob {
   void Run() override {
     ReapEvent final;
     final.final = true;
+    // Before anything is killed: the victim exits from the kill on.
+    Statm before;
+    ReadStatm(pid, &before);
+    rss_before = before.rss_bytes;
+    uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    uint64_t page_table_span = page * (page / sizeof(uint64_t));
+    uint64_t pass_calls = before.size_bytes > 0 ? static_cast<uint64_t>(before.size_bytes) / page_table_span + 1 : 0;
+    again_limit = std::max(kMinCallsPerPass, 2 * pass_calls);
     // TRY_REAP_KILL: the first call kills and reaps, so that the victim
     // cannot run (nor pass exit_mm) between the kill and the reap. Not when
     // no reaping is wanted any more: then the kill alone, as below.
@@ -271,9 +285,8 @@ class ReapJob : public ThreadJob {
       if (first == -ENOSYS && has_mrelease) mechanism = static_cast<int>(Mechanism::kMrelease);
     }
     // process_mrelease reports no byte count: its result is the RSS drop,
-    // measured from before the kill (the victim starts exiting at once).
-    // try_reap does not need it (a fallback reads it then).
-    if (Mech() == Mechanism::kMrelease) rss_before = ReadRssBytes(pid);
+    // measured from before the kill (rss_before: the victim starts exiting
+    // at once); a fallback from try_reap measures from the fallback on.
     long killed = PidfdSendSignal(pidfd, SIGKILL);
     kill_path = static_cast<int>(KillPath::kSignal);
     if (killed == -ESRCH) {
@@ -293,6 +306,7 @@ class ReapJob : public ThreadJob {
   int wake_fd = -1;       // eventfd: the JS thread wakes the job's waits with it
   bool listening = true;  // under `mutex`; false once JS settled without the final event
   int64_t rss_before = -1;  // the victim's RSS before process_mrelease's reaping (-1: unknown)
+  uint64_t again_limit = kMinCallsPerPass;  // EAGAINs in a row that end the job
 
   static constexpr long kSkipped = LONG_MIN;
   static constexpr long kNoResult = LONG_MIN + 1;
@@ -326,6 +340,7 @@ class ReapJob : public ThreadJob {
     const Clock::time_point killed_at = Clock::now();
     Clock::time_point last_progress = killed_at - kProgressInterval;
     auto backoff = std::chrono::duration_cast<Clock::duration>(kBackoffFirst);
+    uint64_t again_in_row = 0;
     for (;;) {
       Mechanism mechanism_now = Mech();
       long result = first;
@@ -342,6 +357,7 @@ class ReapJob : public ThreadJob {
       Outcome outcome = Classify(mechanism_now, result);
       if (outcome == Outcome::kBusy) busy++;
       if (outcome == Outcome::kReaped) {
+        again_in_row = 0;
         bytes += mechanism_now == Mechanism::kTryReap ? static_cast<uint64_t>(result) : RssDrop();
         backoff = kBackoffFirst;
       }
@@ -361,7 +377,9 @@ class ReapJob : public ThreadJob {
           }
           break;
         case Outcome::kAgain:
-          break;
+          if (++again_in_row < again_limit) break;
+          Fail(final, Stop::kRefused, result, SyscallName(mechanism_now));
+          return;
         case Outcome::kDone:
           final->stop = Stop::kDone;
           return;

@@ -54,6 +54,14 @@ int PollNow(int fd, short events);
 // 1 when fd is readable (a pidfd: the process exited), 0 if not, or -errno.
 long PollReadable(int32_t fd);
 
+// The sizes of pid's address space from /proc/<pid>/statm.
+struct Statm {
+  int64_t size_bytes = -1;  // mapped (VmSize)
+  int64_t rss_bytes = -1;   // resident
+};
+// False when unreadable (the process is gone).
+bool ReadStatm(int32_t pid, Statm* statm);
+
 // Resident bytes of pid from /proc/<pid>/statm, or -1 when unreadable (gone).
 int64_t ReadRssBytes(int32_t pid);
 

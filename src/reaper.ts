@@ -35,7 +35,7 @@ export type StopReason =
   | 'budget' // budgetBytes reached
   | 'deadline' // deadlineMs passed
   | 'aborted' // a signal aborted after the kill
-  | 'refused' // the kernel refused to reap (see refusal)
+  | 'refused' // the kernel refused to reap, or made no progress over a whole pass (see refusal)
   | 'unsupported' // no reaping syscall exists, or every one answered ENOSYS (see refusal)
 
 export interface ReapProgress {
@@ -79,7 +79,8 @@ export interface KillAndReapOptions {
   /**
    * Settle once this many milliseconds have passed since the call (default
    * Infinity), even while process_mrelease is blocked in the kernel (that call
-   * then finishes in the background).
+   * then finishes in the background). Without one the job still ends, at the
+   * latest when try_reap makes no progress over a whole pass ('refused', EAGAIN).
    */
   deadlineMs?: number
   /** Called with each 'progress' event (at most every 50 ms, and once with the final counts). */
