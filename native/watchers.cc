@@ -108,6 +108,18 @@ bool Watchers::Unwatch(uint32_t id) {
   return true;
 }
 
+bool Watchers::Ref(uint32_t id, bool ref) {
+  auto found = active_.find(id);
+  if (found == active_.end()) return false;
+  auto* handle = reinterpret_cast<uv_handle_t*>(&found->second->handle);
+  if (ref) {
+    uv_ref(handle);
+  } else {
+    uv_unref(handle);
+  }
+  return true;
+}
+
 void Watchers::UnwatchFd(int32_t fd) {
   for (auto entry = active_.begin(); entry != active_.end();) {
     if (entry->second->fd != fd) {

@@ -25,6 +25,10 @@ class Watchers {
   // Stops a watcher (its callback never runs); false if it was not active.
   bool Unwatch(uint32_t id);
 
+  // Whether the watcher keeps the event loop alive (uv_ref / uv_unref; a new
+  // one does); false if it is not active.
+  bool Ref(uint32_t id, bool ref);
+
   // Stops every watcher of fd, as Unwatch: libuv aborts when the fd of an
   // active poll handle is closed, so this comes before closing fd.
   void UnwatchFd(int32_t fd);

@@ -72,6 +72,8 @@ export interface NativeBinding {
   /** Calls back once when fd becomes readable; returns a watcher id (> 0) or -errno. */
   watchReadable(fd: number, callback: (status: number) => void): number
   unwatch(id: number): boolean
+  /** Whether the watcher keeps the event loop alive; false if it is not active. */
+  refWatch(id: number, ref: boolean): boolean
   /** Registers an fd owned by a Pidfd: closed at environment exit if still open. */
   adoptFd(fd: number): void
   /** Closes (and forgets) an adopted fd; 0 or -errno. */

@@ -22,6 +22,8 @@ export class Pidfd {
   #closing = false
   #inFlight = 0
   #exitWait: ExitWait | undefined
+  /** Whether a pending exited() keeps the event loop alive (ref()/unref()). */
+  #refed = true
 
   private constructor(pid: number, fd: number, threadFlag: number) {
     this.pid = pid
@@ -139,8 +141,26 @@ export class Pidfd {
       native.closeFd(watchFd)
       throw systemError(watchId, 'uv_poll_init', this.pid)
     }
+    if (!this.#refed) native.refWatch(watchId, false)
     this.#exitWait = { promise, watchId, watchFd, reject: settle.reject }
     return promise
+  }
+
+  /**
+   * A pending exited() keeps the event loop alive (the default), as an active
+   * timer or socket does. Returns this.
+   */
+  ref(): this {
+    this.#refed = true
+    if (this.#exitWait) native.refWatch(this.#exitWait.watchId, true)
+    return this
+  }
+
+  /** A pending exited() no longer keeps the event loop alive: the process may exit first. Returns this. */
+  unref(): this {
+    this.#refed = false
+    if (this.#exitWait) native.refWatch(this.#exitWait.watchId, false)
+    return this
   }
 
   /** Closes the pidfd (deferred while an async call uses it). Safe to call twice. */

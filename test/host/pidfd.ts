@@ -332,3 +332,24 @@ t.test('an exception in a watcher callback reaches uncaughtException', async (t)
   `
   t.equal(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }), 'caught boom\n')
 })
+
+t.test('unref(): a pending exited() no longer keeps the event loop alive; ref() again does', async (t) => {
+  const script = (calls: string): string => `
+    const { Pidfd } = require(${JSON.stringify(join(__dirname, '..', '..', 'dist', 'index.js'))})
+    const { spawn } = require('node:child_process')
+    const child = spawn('sleep', ['1000'], { stdio: 'ignore' })
+    child.unref()
+    child.once('spawn', () => {
+      const pidfd = Pidfd.open(child.pid)
+      pidfd.exited().then(() => console.log('exited'))
+      ${calls}
+      process.on('exit', () => { process.kill(child.pid, 'SIGKILL'); console.log('loop ended') })
+      // Holds nothing alive: only a refed wait lets it fire and end the child.
+      setTimeout(() => process.kill(child.pid, 'SIGKILL'), 1000).unref()
+    })`
+  const run = (calls: string): string =>
+    execFileSync(process.execPath, ['-e', script(calls)], { encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH } })
+  t.equal(run('pidfd.unref()'), 'loop ended\n', 'unref: the loop ends with the wait pending')
+  t.equal(run('pidfd.unref(); pidfd.ref()'), 'exited\nloop ended\n', 'ref: the wait keeps it alive until the exit')
+  t.equal(run('pidfd.unref().ref().unref()'), 'loop ended\n', 'chained')
+})
