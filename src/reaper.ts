@@ -4,10 +4,11 @@
 // thread of the addon's own (never the libuv pool), which reports progress at
 // most every 50 ms. This module keeps the policy's surface: options, reports,
 // 'progress' events, the deadline and aborts.
+import { ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { performance } from 'node:perf_hooks'
 import { native, type NativeKillPath, type NativeReapCounts, type NativeReapEvent, type NativeReapJob, type NativeReapScript } from './binding'
-import { describeErrno, systemError } from './errors'
+import { describeErrno, invalidArgValue, systemError } from './errors'
 import { Pidfd } from './pidfd'
 import { check } from './syscalls'
 import {
@@ -171,15 +172,24 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
     if (!untyped.listeners('removeListener').includes(this.#onRemoveListener)) untyped.on('removeListener', this.#onRemoveListener)
   }
 
-  /** Sends SIGKILL through a pidfd (opened from pid, or the given one) and reaps. */
-  async killAndReap(target: number | Pidfd, options?: KillAndReapCallOptions): Promise<ReapReport> {
-    if (!(target instanceof Pidfd)) validatePid(target, 'target')
+  /**
+   * Sends SIGKILL through a pidfd and reaps: the given Pidfd, or one opened
+   * for a child_process child (race-free, see Pidfd.fromChildProcess) or a
+   * pid (which may name another process once the one meant was waited for).
+   */
+  async killAndReap(target: number | Pidfd | ChildProcess, options?: KillAndReapCallOptions): Promise<ReapReport> {
+    if (target instanceof Pidfd) {
+      // Readable when that thread exits, long before the mm is released.
+      if (target.thread) throw invalidArgValue('target', `<Pidfd ${target.pid}>`, 'must be a process pidfd, not a PIDFD_THREAD one')
+    } else if (!(target instanceof ChildProcess)) {
+      validatePid(target, 'target')
+    }
     const call = validateOptions<KillAndReapCallOptions>(options)
     const signals = [this.#settings.signal, call.signal === undefined ? undefined : validateAbortSignal(call.signal)]
       .filter((signal): signal is AbortSignal => signal !== undefined)
     for (const signal of signals) signal.throwIfAborted()
     const started = performance.now()
-    const pidfd = target instanceof Pidfd ? target : Pidfd.open(target)
+    const pidfd = target instanceof Pidfd ? target : target instanceof ChildProcess ? Pidfd.fromChildProcess(target) : Pidfd.open(target)
     try {
       return await pidfd.withFd((fd) => this.#run(fd, pidfd.pid, started, signals))
     } finally {
@@ -289,6 +299,6 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
 }
 
 /** new Reaper(options).killAndReap(target). */
-export async function killAndReap(target: number | Pidfd, options?: KillAndReapOptions): Promise<ReapReport> {
+export async function killAndReap(target: number | Pidfd | ChildProcess, options?: KillAndReapOptions): Promise<ReapReport> {
   return new Reaper(options).killAndReap(target)
 }

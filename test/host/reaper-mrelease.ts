@@ -3,7 +3,7 @@
 // holding real memory. Expectations come from what the running kernel offers.
 import t, { type Test } from 'tap'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
-import { killAndReap, Pidfd, Reaper, readRssBytes, type ReapProgress, type ReapReport } from '../../src/index'
+import { constants, killAndReap, Pidfd, Reaper, readRssBytes, type ReapProgress, type ReapReport } from '../../src/index'
 import { MiB, killQuietly, procView, startHog, startSleeper } from '../../victims'
 import { kernelFeatures } from '../fixtures/kernel-features'
 import { frozenUnavailable, frozenVictim } from '../fixtures/stuck-victims'
@@ -115,4 +115,26 @@ t.test('budget 0 and a past deadline stop before reaping', async (t) => {
     t.equal(report.calls, 0)
     await sleeper.gone
   }
+})
+
+t.test('killAndReap(child): a child_process child, through a pidfd opened race-free', async (t) => {
+  const sleeper = startSleeper()
+  await new Promise((resolve) => sleeper.child.once('spawn', resolve))
+  const report = await killAndReap(sleeper.child)
+  t.equal(report.pid, sleeper.pid)
+  t.match(report.stopReason, /^(done|exited|unsupported)$/)
+  await sleeper.gone
+  t.equal(sleeper.child.signalCode, 'SIGKILL')
+  // Once Node has reaped it, its pid may name another process: nothing is signalled.
+  await t.rejects(killAndReap(sleeper.child), { code: 'ESRCH', syscall: 'pidfd_open', pid: sleeper.pid })
+})
+
+const threadPidfds = kernel.threadPidfd || 'PIDFD_THREAD needs Linux >= 6.9'
+t.test('a PIDFD_THREAD pidfd is refused before anything is killed', { skip: threadPidfds !== true && threadPidfds }, async (t) => {
+  const sleeper = startSleeper()
+  t.teardown(() => killQuietly(sleeper))
+  using pidfd = Pidfd.open(sleeper.pid, constants.PIDFD_THREAD)
+  t.equal(pidfd.thread, true)
+  await t.rejects(killAndReap(pidfd), { code: 'ERR_INVALID_ARG_VALUE', message: /must be a process pidfd, not a PIDFD_THREAD one/ })
+  t.equal(pidfd.hasExited(), false, 'the process lives')
 })
