@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <ctime>
 #include <memory>
+#include <new>
 #include <string>
 #include <thread>
 #include <vector>
@@ -303,6 +304,7 @@ class ReapJob : public ThreadJob {
   }
 
  private:
+  std::unique_ptr<ReapEvent> final_event = std::make_unique<ReapEvent>();
   int wake_fd = -1;       // eventfd: the JS thread wakes the job's waits with it
   bool listening = true;  // under `mutex`; false once JS settled without the final event
   int64_t rss_before = -1;  // the victim's RSS before process_mrelease's reaping (-1: unknown)
@@ -311,10 +313,13 @@ class ReapJob : public ThreadJob {
   static constexpr long kSkipped = LONG_MIN;
   static constexpr long kNoResult = LONG_MIN + 1;
 
-  // The final event, and the job's end.
+  // The final event, and the job's end. The event was allocated with the
+  // job: this thread runs under memory pressure, and a bad_alloc here would
+  // end the whole process (or, caught, leave the promise unsettled).
   void Report(ReapEvent* final) {
     final->counts = Counts();
-    Post(new ReapEvent(*final));
+    *final_event = *final;
+    Post(final_event.release());
     Finish();
   }
 
@@ -364,9 +369,13 @@ class ReapJob : public ThreadJob {
       Clock::time_point now = Clock::now();
       if (now - last_progress >= kProgressInterval && want_progress.load()) {
         last_progress = now;
-        auto* progress = new ReapEvent();
-        progress->counts = Counts();
-        Post(progress);
+        // Without memory for it, this throttled event is skipped: the final
+        // one (allocated up front) carries the counts.
+        auto* progress = new (std::nothrow) ReapEvent();
+        if (progress != nullptr) {
+          progress->counts = Counts();
+          Post(progress);
+        }
       }
       switch (outcome) {
         case Outcome::kReaped:
