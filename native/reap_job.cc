@@ -165,6 +165,9 @@ struct ReapCounts {
   uint64_t busy = 0;
   Mechanism mechanism = Mechanism::kNone;
   KillPath kill_path = KillPath::kNone;
+  int64_t rss_before = -1;     // the victim's RSS before the kill (-1: unreadable)
+  double killed_ms = -1;       // when it was killed, ms after the job started (-1: not yet)
+  double exited_ms = -1;       // when the job saw it exited, likewise
 };
 
 struct ReapEvent {
@@ -181,6 +184,9 @@ void SetCounts(Napi::Object object, const ReapCounts& counts) {
   object.Set("calls", static_cast<double>(counts.calls));
   object.Set("busyRetries", static_cast<double>(counts.busy));
   if (counts.kill_path != KillPath::kNone) object.Set("killPath", KillPathName(counts.kill_path));
+  if (counts.rss_before >= 0) object.Set("rssBeforeBytes", static_cast<double>(counts.rss_before));
+  if (counts.killed_ms >= 0) object.Set("killedAfterMs", counts.killed_ms);
+  if (counts.exited_ms >= 0) object.Set("exitedAfterMs", counts.exited_ms);
 }
 
 class ReapJob : public ThreadJob {
@@ -207,6 +213,10 @@ class ReapJob : public ThreadJob {
   std::atomic<uint64_t> bytes{0}, calls{0}, busy{0};
   std::atomic<int> mechanism{static_cast<int>(Mechanism::kNone)};
   std::atomic<int> kill_path{static_cast<int>(KillPath::kNone)};
+  // For the report: set by the job's thread, read by ReapStop too.
+  const Clock::time_point started = Clock::now();
+  std::atomic<int64_t> rss_before_kill{-1};
+  std::atomic<int64_t> killed_after_ns{-1}, exited_after_ns{-1};
   // Whether JS listens to progress: throttled events wake the event loop,
   // whose thread may share this CPU, so none are sent when nobody listens.
   std::atomic<bool> want_progress{true};
@@ -218,6 +228,10 @@ class ReapJob : public ThreadJob {
     counts.busy = busy.load();
     counts.mechanism = static_cast<Mechanism>(mechanism.load());
     counts.kill_path = static_cast<KillPath>(kill_path.load());
+    counts.rss_before = rss_before_kill.load();
+    int64_t killed = killed_after_ns.load(), exited = exited_after_ns.load();
+    counts.killed_ms = killed < 0 ? -1 : killed / 1e6;
+    counts.exited_ms = exited < 0 ? -1 : exited / 1e6;
     return counts;
   }
 
@@ -265,6 +279,7 @@ class ReapJob : public ThreadJob {
     Statm before;
     ReadStatm(pid, &before);
     rss_before = before.rss_bytes;
+    rss_before_kill = before.rss_bytes;
     uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
     uint64_t page_table_span = page * (page / sizeof(uint64_t));
     uint64_t pass_calls = before.size_bytes > 0 ? static_cast<uint64_t>(before.size_bytes) / page_table_span + 1 : 0;
@@ -275,6 +290,7 @@ class ReapJob : public ThreadJob {
     if (Mech() == Mechanism::kTryReap && has_kill_flag && CheckStop(&final) == Stop::kRunning) {
       long first = CallTryReap(kTryReapKill);
       if (KilledBy(first)) {
+        MarkTime(&killed_after_ns);
         kill_path = static_cast<int>(KillPath::kTryReapKill);
         Loop(&final, first);
         return Report(&final);
@@ -289,9 +305,11 @@ class ReapJob : public ThreadJob {
     // measured from before the kill (rss_before: the victim starts exiting
     // at once); a fallback from try_reap measures from the fallback on.
     long killed = PidfdSendSignal(pidfd, SIGKILL);
+    if (killed >= 0) MarkTime(&killed_after_ns);
     kill_path = static_cast<int>(KillPath::kSignal);
     if (killed == -ESRCH) {
       // Already waited for by its parent: the pidfd is readable.
+      MarkTime(&exited_after_ns);
       final.stop = Stop::kExited;
     } else if (killed < 0) {
       Fail(&final, Stop::kError, killed, "pidfd_send_signal");
@@ -324,6 +342,13 @@ class ReapJob : public ThreadJob {
   }
 
   Mechanism Mech() const { return static_cast<Mechanism>(mechanism.load()); }
+
+  // Records now, in ns since the job started, unless a time is already there.
+  void MarkTime(std::atomic<int64_t>* at) {
+    int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - started).count();
+    int64_t unset = -1;
+    at->compare_exchange_strong(unset, now);
+  }
 
   static void Fail(ReapEvent* event, Stop stop, long error, const char* syscall) {
     event->stop = stop;
@@ -462,7 +487,10 @@ class ReapJob : public ThreadJob {
       Fail(final, Stop::kError, readable, "poll");
       return Stop::kError;
     }
-    if (readable == 1) return Stop::kExited;
+    if (readable == 1) {
+      MarkTime(&exited_after_ns);
+      return Stop::kExited;
+    }
     int requested = stop_request.load();
     if (requested != static_cast<int>(Stop::kRunning)) return static_cast<Stop>(requested);
     if (Clock::now() >= deadline) return Stop::kDeadline;

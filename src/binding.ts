@@ -18,6 +18,12 @@ export interface NativeReapCounts {
   busyRetries: number
   /** Set once the kill was sent. */
   killPath?: NativeKillPath
+  /** The victim's RSS read just before the kill (absent: unreadable). */
+  rssBeforeBytes?: number
+  /** When the kill was sent, in ms after startReap (absent: not sent). */
+  killedAfterMs?: number
+  /** When the job saw the pidfd readable, in ms after startReap (absent: not seen). */
+  exitedAfterMs?: number
 }
 
 /** What a job's thread reports: progress (at most every 50 ms), then one final event. */

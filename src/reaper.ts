@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks'
 import { native, type NativeKillPath, type NativeReapCounts, type NativeReapEvent, type NativeReapJob, type NativeReapScript } from './binding'
 import { describeErrno, invalidArgValue, systemError } from './errors'
 import { Pidfd } from './pidfd'
-import { check } from './syscalls'
+import { check, readRssBytes } from './syscalls'
 import {
   UINT64_MAX,
   validateAbortSignal,
@@ -63,6 +63,22 @@ export interface ReapReport extends ReapProgress {
   killPath: KillPath
   /** The process has exited: its pidfd was readable when the report was made. */
   exited: boolean
+  /** The victim's resident set just before the kill (/proc/<pid>/statm), or null if unreadable. */
+  rssBeforeBytes: number | null
+  /**
+   * How far its RSS fell from rssBeforeBytes by the report: reaping and the
+   * exit together (all of it once exited). bytesReaped is only what the
+   * reaping calls returned (process_mrelease: the RSS fall across that call).
+   */
+  rssDropBytes: number | null
+  /** When SIGKILL was sent, in ms since the call (as elapsedMs), or null if it was not (the process was gone). */
+  killedAtMs: number | null
+  /**
+   * When the process was first seen exited, in ms since the call: by the
+   * reaping loop, or at the latest by the report (then equal to elapsedMs);
+   * null while it has not exited.
+   */
+  exitedAtMs: number | null
   stopReason: StopReason
   /**
    * What the kernel answered when it refused (stopReason 'refused'), e.g. EPERM
@@ -204,6 +220,7 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
       let lastEmitted: NativeReapCounts | undefined
       let timer: NodeJS.Timeout | undefined
       let job: NativeReapJob | undefined = undefined
+      let jobStartedMs = 0
 
       const progressOf = (counts: NativeReapCounts): ReapProgress => {
         const { mechanism, bytesReaped, calls, busyRetries } = counts
@@ -235,12 +252,23 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
           const changed =
             lastEmitted === undefined || counts.calls !== lastEmitted.calls || counts.bytesReaped !== lastEmitted.bytesReaped
           if (counts.calls > 0 && changed) emitProgress(counts)
+          // RSS first: once the pidfd is found unreadable after it, the pid
+          // still named the victim when it was read.
+          const rssNow = readRssBytes(pid)
+          const exited = check(native.pollReadable(fd), 'poll', pid) === 1
+          const progress = progressOf(counts)
+          const { rssBeforeBytes = null, killedAfterMs, exitedAfterMs } = counts
+          const rssAfter = exited ? 0 : rssNow
           report = {
-            ...progressOf(counts),
+            ...progress,
             // Every report comes after the kill (a failed kill rejects).
             killPath: counts.killPath!,
-            exited: check(native.pollReadable(fd), 'poll', pid) === 1,
+            exited,
             stopReason,
+            rssBeforeBytes,
+            rssDropBytes: rssBeforeBytes === null || rssAfter === null ? null : Math.max(0, rssBeforeBytes - rssAfter),
+            killedAtMs: killedAfterMs === undefined ? null : jobStartedMs + killedAfterMs,
+            exitedAtMs: exitedAfterMs !== undefined ? jobStartedMs + exitedAfterMs : exited ? progress.elapsedMs : null,
           }
         } catch (error) {
           return reject(error)
@@ -276,7 +304,9 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
       }
 
       const budget = budgetBytes === Infinity ? UINT64_MAX : BigInt(budgetBytes)
-      const remainingMs = deadlineMs - (performance.now() - started)
+      // The job's times count from about here (its own clock starts in startReap).
+      jobStartedMs = performance.now() - started
+      const remainingMs = deadlineMs - jobStartedMs
       this.#followListeners()
       const wantProgress = this.listenerCount('progress') > 0
       const start = native.startReap(fd, pid, BigInt(chunkBytes), budget, remainingMs, onEvent, this.#script, wantProgress)
