@@ -125,6 +125,8 @@ export function readPressureQuietly(path: string): PressureReading | null {
   }
 }
 
+type WatcherSettings = Required<Omit<WatchPressureOptions, 'cgroup' | 'signal'>> & { path: string; signal?: AbortSignal }
+
 /**
  * An armed PSI trigger. Emits 'pressure' (PressureEvent) each time the kernel
  * reports one (at most once per window), 'error' if the watch fails (ENODEV:
@@ -147,7 +149,12 @@ export class PressureWatcher
   readonly #onAbort = (): void => this.close()
 
   /** @internal Use watchPressure(). `psi` is the native half (a test seam). */
-  constructor(settings: Required<Omit<WatchPressureOptions, 'cgroup' | 'signal'>> & { path: string; signal?: AbortSignal }, psi: PsiNative) {
+  static create(settings: WatcherSettings, psi: PsiNative): PressureWatcher {
+    return new PressureWatcher(settings, psi)
+  }
+
+  // Private, so that the .d.ts (where create() is stripped) offers no constructor.
+  private constructor(settings: WatcherSettings, psi: PsiNative) {
     super()
     this.path = settings.path
     this.resource = settings.resource
@@ -287,7 +294,7 @@ export function watchWith(psi: PsiNative, options: WatchPressureOptions, listene
   const signal = raw.signal === undefined ? undefined : validateAbortSignal(raw.signal)
   if (listener !== undefined) validateFunction(listener, 'listener')
   signal?.throwIfAborted()
-  const watcher = new PressureWatcher({ path, resource, kind, stallUs, windowUs, signal }, psi)
+  const watcher = PressureWatcher.create({ path, resource, kind, stallUs, windowUs, signal }, psi)
   if (listener) watcher.on('pressure', listener)
   return watcher
 }

@@ -112,7 +112,7 @@ export interface KillAndReapCallOptions {
   signal?: AbortSignal
 }
 
-/** Internal test seam: scripted try_reap results (see NativeReapScript). */
+/** @internal Test seam: scripted try_reap results (see NativeReapScript). */
 export type TryReapScript = NativeReapScript
 
 export const DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024
@@ -157,7 +157,9 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
   /** Jobs still reporting to this Reaper. */
   readonly #jobs = new Set<NativeReapJob>()
 
-  /** `script` is internal: tests script try_reap results the host kernel cannot produce. */
+  constructor(options?: KillAndReapOptions)
+  /** @internal Tests script try_reap results the host kernel cannot produce (stripped from the .d.ts). */
+  constructor(options: KillAndReapOptions | undefined, script: TryReapScript)
   constructor(options?: KillAndReapOptions, script?: TryReapScript) {
     super()
     const { onProgress, ...settings } = parseOptions(options)
