@@ -397,7 +397,10 @@ t.test('unref(): a pending exited() no longer keeps the event loop alive; ref() 
       const pidfd = Pidfd.open(child.pid)
       pidfd.exited().then(() => console.log('exited'))
       ${calls}
-      process.on('exit', () => { process.kill(child.pid, 'SIGKILL'); console.log('loop ended') })
+      process.on('exit', () => {
+        console.log('loop ended')
+        try { process.kill(child.pid, 'SIGKILL') } catch {} // already gone when the wait was refed
+      })
       // Holds nothing alive: only a refed wait lets it fire and end the child.
       setTimeout(() => process.kill(child.pid, 'SIGKILL'), 1000).unref()
     })`
@@ -406,4 +409,15 @@ t.test('unref(): a pending exited() no longer keeps the event loop alive; ref() 
   t.equal(run('pidfd.unref()'), 'loop ended\n', 'unref: the loop ends with the wait pending')
   t.equal(run('pidfd.unref(); pidfd.ref()'), 'exited\nloop ended\n', 'ref: the wait keeps it alive until the exit')
   t.equal(run('pidfd.unref().ref().unref()'), 'loop ended\n', 'chained')
+})
+
+t.test('unref() before exited() applies to the wait it starts; the wait still resolves', async (t) => {
+  const sleeper = startSleeper()
+  using pidfd = Pidfd.open(sleeper.pid)
+  t.equal(pidfd.unref(), pidfd, 'returns the Pidfd')
+  const exited = pidfd.exited()
+  t.equal(pidfd.ref(), pidfd)
+  pidfd.sendSignal('SIGKILL')
+  await exited
+  await sleeper.gone
 })
