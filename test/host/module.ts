@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadNative } from '../../src/binding'
 import { kernelFeatures } from '../fixtures/kernel-features'
+import { writeUserTsconfig } from '../fixtures/user-tsconfig'
 
 const ROOT = join(__dirname, '..', '..')
 const node = (args: string[], env: NodeJS.ProcessEnv = {}): string =>
@@ -80,23 +81,7 @@ t.test('the public types have no test seams', async (t) => {
   t.teardown(() => rmSync(project, { recursive: true, force: true }))
   mkdirSync(join(project, 'node_modules'))
   symlinkSync(ROOT, join(project, 'node_modules', 'pidfd-reap'))
-  writeFileSync(
-    join(project, 'tsconfig.json'),
-    JSON.stringify({
-      compilerOptions: {
-        module: 'node16',
-        moduleResolution: 'node16',
-        target: 'ES2022',
-        lib: ['ES2022', 'ESNext.Disposable'],
-        strict: true,
-        noEmit: true,
-        skipLibCheck: false,
-        types: ['node'],
-        typeRoots: [join(ROOT, 'node_modules', '@types')],
-      },
-      files: ['uses.mts'],
-    }),
-  )
+  writeUserTsconfig(project, ['uses.mts'])
   // Each @ts-expect-error fails the check if the seam were still declared.
   writeFileSync(
     join(project, 'uses.mts'),

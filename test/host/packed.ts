@@ -20,6 +20,7 @@ import {
 } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, relative } from 'node:path'
+import { writeUserTsconfig } from '../fixtures/user-tsconfig'
 
 const ROOT = join(__dirname, '..', '..')
 const PREBUILD = 'prebuilds/linux-x64/pidfd-reap.glibc.node'
@@ -91,22 +92,7 @@ function nodeFromRegistry(major: number): string {
 
 /** tsc (run by `node`) on a use of the package's types from ESM and CommonJS, in `project`. */
 function checkTypes(project: string, node: string, env: NodeJS.ProcessEnv): SpawnSyncReturns<string> {
-  writeFileSync(
-    join(project, 'tsconfig.json'),
-    JSON.stringify({
-      compilerOptions: {
-        module: 'node16',
-        moduleResolution: 'node16',
-        target: 'ES2022',
-        lib: ['ES2022', 'ESNext.Disposable'],
-        strict: true,
-        noEmit: true,
-        types: ['node'],
-        typeRoots: [join(ROOT, 'node_modules', '@types')],
-      },
-      files: ['uses.mts', 'uses.cts'],
-    }),
-  )
+  writeUserTsconfig(project, ['uses.mts', 'uses.cts'])
   // Each @ts-expect-error fails the check if the types were missing or `any`.
   const body = [
     'export async function stop(pid: number): Promise<number> {',
