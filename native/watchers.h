@@ -14,6 +14,16 @@ namespace pidfd_reap {
 
 struct Watcher;
 
+// uv_ref or uv_unref: whether a handle keeps its event loop alive. The pidfd
+// and PSI watchers offer it to JS as ref()/unref().
+inline void SetHandleRef(uv_handle_t* handle, bool ref) {
+  if (ref) {
+    uv_ref(handle);
+  } else {
+    uv_unref(handle);
+  }
+}
+
 // The watchers of one environment (owned by its addon instance).
 class Watchers {
  public:
