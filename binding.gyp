@@ -1,4 +1,10 @@
 {
+  "variables": {
+    # prebuildify (scripts/prebuild) sets PREBUILD_LIBC for the libc it tags
+    # the prebuild with; a source build (npm install without a matching
+    # prebuild, npm ci) leaves it unset.
+    "glibc_prebuild%": "<!(node -p \"process.env.PREBUILD_LIBC === 'glibc' ? 1 : 0\")"
+  },
   "targets": [
     {
       "target_name": "pidfd_reap",
@@ -11,8 +17,7 @@
             "native/thread_job.cc",
             "native/async_calls.cc",
             "native/reap_job.cc",
-            "native/psi.cc",
-            "native/glibc_compat.c"
+            "native/psi.cc"
           ],
           "dependencies": [
             "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
@@ -20,12 +25,22 @@
           "defines": ["NAPI_VERSION=8"],
           "cflags_cc": ["-std=c++17", "-Wall", "-Wextra"],
           "cflags_c": ["-std=gnu11", "-Wall", "-Wextra"],
-          # Static libstdc++, its symbols kept inside the addon: the addon then
-          # loads whatever libstdc++ the system has (or none); with
-          # native/glibc_compat.c it needs nothing newer than glibc 2.28.
-          # libgcc_s stays shared: every glibc system has it, and the static
-          # unwinder of a newer GCC would need glibc 2.35's _dl_find_object.
-          "ldflags": ["-static-libstdc++", "-Wl,--exclude-libs,ALL"]
+          "conditions": [
+            # Only a glibc prebuild for an arch the shim knows must load on
+            # every glibc from 2.28 on: static libstdc++, its symbols kept
+            # inside the addon, so that the addon loads whatever libstdc++ the
+            # system has (or none), and native/glibc_compat.c so that it
+            # needs nothing newer than glibc 2.28. libgcc_s stays shared:
+            # every glibc system has it, and the static unwinder of a newer
+            # GCC would need glibc 2.35's _dl_find_object. A source build
+            # needs neither (it runs where it was built), and must not: the
+            # shim knows only these arches, and libstdc++.a is not installed
+            # everywhere.
+            ["glibc_prebuild==1 and target_arch in ('x64', 'arm64')", {
+              "sources": ["native/glibc_compat.c"],
+              "ldflags": ["-static-libstdc++", "-Wl,--exclude-libs,ALL"]
+            }]
+          ]
         }, {
           # pidfds are Linux-only: elsewhere build nothing, so installing never
           # fails; requiring the package throws ERR_PIDFD_REAP_UNSUPPORTED_PLATFORM.

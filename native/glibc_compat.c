@@ -6,7 +6,9 @@
 // refers to glibc symbols newer than 2.28; the hidden definitions below
 // satisfy them inside the addon, so the dynamic linker never looks them up,
 // or bind them to the versions that glibc 2.28 has.
-// scripts/prebuild checks every prebuild's symbol versions.
+// binding.gyp compiles it only into glibc prebuilds for x86-64 and arm64
+// (PREBUILD_LIBC=glibc, set by prebuildify); scripts/prebuild checks every
+// prebuild's symbol versions.
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -46,7 +48,7 @@ HIDDEN uint32_t arc4random(void)
 #elif defined(__aarch64__)
 #define GLIBC_BASE "GLIBC_2.17"
 #else
-#error "glibc_compat.c: add this architecture's first glibc symbol version"
+#error "glibc_compat.c: add this architecture's first glibc symbol version (and the arch to binding.gyp)"
 #endif
 
 #define OLD_VERSION(name, ret, params, args)                                  \

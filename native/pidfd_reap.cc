@@ -53,6 +53,7 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
             InstanceMethod("pollReadable", &PidfdReap::PollReadableJs),
             InstanceMethod("watchReadable", &PidfdReap::WatchReadableJs),
             InstanceMethod("unwatch", &PidfdReap::UnwatchJs),
+            InstanceMethod("refWatch", &PidfdReap::RefWatchJs),
             InstanceMethod("adoptFd", &PidfdReap::AdoptFdJs),
             InstanceMethod("closeFd", &PidfdReap::CloseFdJs),
             InstanceMethod("features", &PidfdReap::FeaturesJs),
@@ -116,6 +117,13 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
   // unwatch(id) -> true if the watcher was still active.
   Napi::Value UnwatchJs(const Napi::CallbackInfo& info) {
     return Napi::Boolean::New(info.Env(), watchers_.Unwatch(Uint32Arg(info, 0)));
+  }
+
+  // refWatch(id, ref) -> true if the watcher is active: whether it keeps the
+  // event loop alive.
+  Napi::Value RefWatchJs(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(),
+                              watchers_.Ref(Uint32Arg(info, 0), Arg(info, 1).ToBoolean()));
   }
 
   // Pidfd objects register their fd here so that a worker that exits (or is

@@ -14,7 +14,9 @@
 //    is closed in the uv close callback, after libuv stopped polling it.
 
 #include "psi.h"
+#include "js_callback.h"
 #include "syscalls.h"
+#include "watchers.h"
 
 #include <uv.h>
 
@@ -83,27 +85,9 @@ void CloseWatch(PsiWatch* watch) {
 }
 
 // Calls the watcher's callback with `status` (0: the trigger fired; -errno:
-// the watch failed and has ended). A callback that throws is an uncaught
-// exception, as in any other event-loop callback.
+// the watch failed and has ended).
 void CallBack(PsiWatch* watch, int status) {
-  napi_env env = watch->env;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value function, receiver, argument, result;
-  if (napi_get_reference_value(env, watch->callback, &function) == napi_ok &&
-      function != nullptr && napi_get_global(env, &receiver) == napi_ok &&
-      napi_create_int32(env, status, &argument) == napi_ok) {
-    // make_callback runs the queued microtasks afterwards, like Node's own
-    // callbacks, so promise reactions to the event happen at once.
-    if (napi_make_callback(env, watch->context, receiver, function, 1, &argument,
-                           &result) == napi_pending_exception) {
-      napi_value error;
-      if (napi_get_and_clear_last_exception(env, &error) == napi_ok) {
-        napi_fatal_exception(env, error);
-      }
-    }
-  }
-  napi_close_handle_scope(env, scope);
+  CallWithStatus(watch->env, watch->callback, watch->context, status);
 }
 
 // Ends a watch: the callback gets `status` once, and may no longer find the
@@ -237,12 +221,8 @@ Napi::Value PsiRefJs(const Napi::CallbackInfo& info) {
   auto* state = static_cast<PsiState*>(info.Data());
   auto found = state->watches.find(IdArg(info));
   if (found == state->watches.end()) return Napi::Boolean::New(info.Env(), false);
-  auto* handle = reinterpret_cast<uv_handle_t*>(&found->second->handle);
-  if (info.Length() > 1 && info[1].ToBoolean()) {
-    uv_ref(handle);
-  } else {
-    uv_unref(handle);
-  }
+  SetHandleRef(reinterpret_cast<uv_handle_t*>(&found->second->handle),
+               info.Length() > 1 && info[1].ToBoolean());
   return Napi::Boolean::New(info.Env(), true);
 }
 

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <ctime>
 #include <memory>
+#include <new>
 #include <string>
 #include <thread>
 #include <vector>
@@ -44,6 +45,12 @@ constexpr auto kNotDyingGrace = std::chrono::milliseconds(250);
 // (a kernel thread), which is a refusal, not an exit.
 constexpr auto kExitGrace = std::chrono::milliseconds(250);
 constexpr auto kProgressInterval = std::chrono::milliseconds(50);
+// EAGAIN means "call again": a whole pass took calls that freed nothing. A
+// pass over the address space takes at most one call per page table's worth
+// of it (each call walks at least that much); twice that many EAGAINs in a
+// row, and never fewer than this, mean a kernel that makes no progress, and
+// the job stops (refused, EAGAIN) instead of spinning for ever.
+constexpr uint64_t kMinCallsPerPass = 64;
 
 enum class Mechanism { kNone, kTryReap, kMrelease };
 
@@ -158,6 +165,9 @@ struct ReapCounts {
   uint64_t busy = 0;
   Mechanism mechanism = Mechanism::kNone;
   KillPath kill_path = KillPath::kNone;
+  int64_t rss_before = -1;     // the victim's RSS before the kill (-1: unreadable)
+  double killed_ms = -1;       // when it was killed, ms after the job started (-1: not yet)
+  double exited_ms = -1;       // when the job saw it exited, likewise
 };
 
 struct ReapEvent {
@@ -174,6 +184,9 @@ void SetCounts(Napi::Object object, const ReapCounts& counts) {
   object.Set("calls", static_cast<double>(counts.calls));
   object.Set("busyRetries", static_cast<double>(counts.busy));
   if (counts.kill_path != KillPath::kNone) object.Set("killPath", KillPathName(counts.kill_path));
+  if (counts.rss_before >= 0) object.Set("rssBeforeBytes", static_cast<double>(counts.rss_before));
+  if (counts.killed_ms >= 0) object.Set("killedAfterMs", counts.killed_ms);
+  if (counts.exited_ms >= 0) object.Set("exitedAfterMs", counts.exited_ms);
 }
 
 class ReapJob : public ThreadJob {
@@ -200,6 +213,10 @@ class ReapJob : public ThreadJob {
   std::atomic<uint64_t> bytes{0}, calls{0}, busy{0};
   std::atomic<int> mechanism{static_cast<int>(Mechanism::kNone)};
   std::atomic<int> kill_path{static_cast<int>(KillPath::kNone)};
+  // For the report: set by the job's thread, read by ReapStop too.
+  const Clock::time_point started = Clock::now();
+  std::atomic<int64_t> rss_before_kill{-1};
+  std::atomic<int64_t> killed_after_ns{-1}, exited_after_ns{-1};
   // Whether JS listens to progress: throttled events wake the event loop,
   // whose thread may share this CPU, so none are sent when nobody listens.
   std::atomic<bool> want_progress{true};
@@ -211,6 +228,10 @@ class ReapJob : public ThreadJob {
     counts.busy = busy.load();
     counts.mechanism = static_cast<Mechanism>(mechanism.load());
     counts.kill_path = static_cast<KillPath>(kill_path.load());
+    counts.rss_before = rss_before_kill.load();
+    int64_t killed = killed_after_ns.load(), exited = exited_after_ns.load();
+    counts.killed_ms = killed < 0 ? -1 : killed / 1e6;
+    counts.exited_ms = exited < 0 ? -1 : exited / 1e6;
     return counts;
   }
 
@@ -254,12 +275,22 @@ class ReapJob : public ThreadJob {
   void Run() override {
     ReapEvent final;
     final.final = true;
+    // Before anything is killed: the victim exits from the kill on.
+    Statm before;
+    ReadStatm(pid, &before);
+    rss_before = before.rss_bytes;
+    rss_before_kill = before.rss_bytes;
+    uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    uint64_t page_table_span = page * (page / sizeof(uint64_t));
+    uint64_t pass_calls = before.size_bytes > 0 ? static_cast<uint64_t>(before.size_bytes) / page_table_span + 1 : 0;
+    again_limit = std::max(kMinCallsPerPass, 2 * pass_calls);
     // TRY_REAP_KILL: the first call kills and reaps, so that the victim
     // cannot run (nor pass exit_mm) between the kill and the reap. Not when
     // no reaping is wanted any more: then the kill alone, as below.
     if (Mech() == Mechanism::kTryReap && has_kill_flag && CheckStop(&final) == Stop::kRunning) {
       long first = CallTryReap(kTryReapKill);
       if (KilledBy(first)) {
+        MarkTime(&killed_after_ns);
         kill_path = static_cast<int>(KillPath::kTryReapKill);
         Loop(&final, first);
         return Report(&final);
@@ -271,13 +302,14 @@ class ReapJob : public ThreadJob {
       if (first == -ENOSYS && has_mrelease) mechanism = static_cast<int>(Mechanism::kMrelease);
     }
     // process_mrelease reports no byte count: its result is the RSS drop,
-    // measured from before the kill (the victim starts exiting at once).
-    // try_reap does not need it (a fallback reads it then).
-    if (Mech() == Mechanism::kMrelease) rss_before = ReadRssBytes(pid);
+    // measured from before the kill (rss_before: the victim starts exiting
+    // at once); a fallback from try_reap measures from the fallback on.
     long killed = PidfdSendSignal(pidfd, SIGKILL);
+    if (killed >= 0) MarkTime(&killed_after_ns);
     kill_path = static_cast<int>(KillPath::kSignal);
     if (killed == -ESRCH) {
       // Already waited for by its parent: the pidfd is readable.
+      MarkTime(&exited_after_ns);
       final.stop = Stop::kExited;
     } else if (killed < 0) {
       Fail(&final, Stop::kError, killed, "pidfd_send_signal");
@@ -290,21 +322,33 @@ class ReapJob : public ThreadJob {
   }
 
  private:
+  std::unique_ptr<ReapEvent> final_event = std::make_unique<ReapEvent>();
   int wake_fd = -1;       // eventfd: the JS thread wakes the job's waits with it
   bool listening = true;  // under `mutex`; false once JS settled without the final event
   int64_t rss_before = -1;  // the victim's RSS before process_mrelease's reaping (-1: unknown)
+  uint64_t again_limit = kMinCallsPerPass;  // EAGAINs in a row that end the job
 
   static constexpr long kSkipped = LONG_MIN;
   static constexpr long kNoResult = LONG_MIN + 1;
 
-  // The final event, and the job's end.
+  // The final event, and the job's end. The event was allocated with the
+  // job: this thread runs under memory pressure, and a bad_alloc here would
+  // end the whole process (or, caught, leave the promise unsettled).
   void Report(ReapEvent* final) {
     final->counts = Counts();
-    Post(new ReapEvent(*final));
+    *final_event = *final;
+    Post(final_event.release());
     Finish();
   }
 
   Mechanism Mech() const { return static_cast<Mechanism>(mechanism.load()); }
+
+  // Records now, in ns since the job started, unless a time is already there.
+  void MarkTime(std::atomic<int64_t>* at) {
+    int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - started).count();
+    int64_t unset = -1;
+    at->compare_exchange_strong(unset, now);
+  }
 
   static void Fail(ReapEvent* event, Stop stop, long error, const char* syscall) {
     event->stop = stop;
@@ -326,6 +370,7 @@ class ReapJob : public ThreadJob {
     const Clock::time_point killed_at = Clock::now();
     Clock::time_point last_progress = killed_at - kProgressInterval;
     auto backoff = std::chrono::duration_cast<Clock::duration>(kBackoffFirst);
+    uint64_t again_in_row = 0;
     for (;;) {
       Mechanism mechanism_now = Mech();
       long result = first;
@@ -342,15 +387,20 @@ class ReapJob : public ThreadJob {
       Outcome outcome = Classify(mechanism_now, result);
       if (outcome == Outcome::kBusy) busy++;
       if (outcome == Outcome::kReaped) {
+        again_in_row = 0;
         bytes += mechanism_now == Mechanism::kTryReap ? static_cast<uint64_t>(result) : RssDrop();
         backoff = kBackoffFirst;
       }
       Clock::time_point now = Clock::now();
       if (now - last_progress >= kProgressInterval && want_progress.load()) {
         last_progress = now;
-        auto* progress = new ReapEvent();
-        progress->counts = Counts();
-        Post(progress);
+        // Without memory for it, this throttled event is skipped: the final
+        // one (allocated up front) carries the counts.
+        auto* progress = new (std::nothrow) ReapEvent();
+        if (progress != nullptr) {
+          progress->counts = Counts();
+          Post(progress);
+        }
       }
       switch (outcome) {
         case Outcome::kReaped:
@@ -361,7 +411,9 @@ class ReapJob : public ThreadJob {
           }
           break;
         case Outcome::kAgain:
-          break;
+          if (++again_in_row < again_limit) break;
+          Fail(final, Stop::kRefused, result, SyscallName(mechanism_now));
+          return;
         case Outcome::kDone:
           final->stop = Stop::kDone;
           return;
@@ -435,7 +487,10 @@ class ReapJob : public ThreadJob {
       Fail(final, Stop::kError, readable, "poll");
       return Stop::kError;
     }
-    if (readable == 1) return Stop::kExited;
+    if (readable == 1) {
+      MarkTime(&exited_after_ns);
+      return Stop::kExited;
+    }
     int requested = stop_request.load();
     if (requested != static_cast<int>(Stop::kRunning)) return static_cast<Stop>(requested);
     if (Clock::now() >= deadline) return Stop::kDeadline;

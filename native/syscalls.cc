@@ -99,9 +99,21 @@ int64_t LockMappedCode() {
   }
   std::fclose(maps);
   int64_t locked = 0;
-  for (const Mapping& m : mappings) {
+  for (size_t i = 0; i < mappings.size(); i++) {
+    const Mapping& m = mappings[i];
     if (m.perms[0] != 'r' || !code_files.count(m.path)) continue;
-    if (mlock(reinterpret_cast<void*>(m.start), m.end - m.start) != 0) return -errno;
+    if (mlock(reinterpret_cast<void*>(m.start), m.end - m.start) != 0) {
+      // All or nothing: a caller told "failed" must not be left holding
+      // (under RLIMIT_MEMLOCK) megabytes it believes unlocked.
+      int error = errno;
+      for (size_t j = 0; j < i; j++) {
+        const Mapping& done = mappings[j];
+        if (done.perms[0] == 'r' && code_files.count(done.path)) {
+          munlock(reinterpret_cast<void*>(done.start), done.end - done.start);
+        }
+      }
+      return -error;
+    }
     locked += static_cast<int64_t>(m.end - m.start);
   }
   return locked;
@@ -137,22 +149,30 @@ long PollReadable(int32_t fd) {
   return (revents & (POLLIN | POLLHUP | POLLERR)) ? 1 : 0;
 }
 
-int64_t ReadRssBytes(int32_t pid) {
+bool ReadStatm(int32_t pid, Statm* statm) {
   char path[48];
   snprintf(path, sizeof path, "/proc/%d/statm", static_cast<int>(pid));
   int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
+  if (fd < 0) return false;
   char text[128];
   ssize_t length;
   do {
     length = read(fd, text, sizeof text - 1);
   } while (length < 0 && errno == EINTR);
   close(fd);
-  if (length <= 0) return -1;
+  if (length <= 0) return false;
   text[length] = '\0';
   unsigned long long size = 0, resident = 0;
-  if (sscanf(text, "%llu %llu", &size, &resident) != 2) return -1;
-  return static_cast<int64_t>(resident) * sysconf(_SC_PAGESIZE);
+  if (sscanf(text, "%llu %llu", &size, &resident) != 2) return false;
+  int64_t page = sysconf(_SC_PAGESIZE);
+  statm->size_bytes = static_cast<int64_t>(size) * page;
+  statm->rss_bytes = static_cast<int64_t>(resident) * page;
+  return true;
+}
+
+int64_t ReadRssBytes(int32_t pid) {
+  Statm statm;
+  return ReadStatm(pid, &statm) ? statm.rss_bytes : -1;
 }
 
 long SyscallNrCache::Get() {

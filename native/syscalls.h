@@ -32,7 +32,8 @@ long ProcessMrelease(int32_t pidfd);
 // pressure a memory killer acts on cannot page its code out and stall it.
 // Anonymous memory is left alone: mlockall() would make V8's
 // madvise(MADV_DONTNEED) of its heap fail, which V8 treats as fatal.
-// Returns the bytes locked, or -errno of the first mlock() that failed.
+// Returns the bytes locked, or -errno of the first mlock() that failed,
+// after unlocking what it had locked.
 int64_t LockMappedCode();
 
 // -ENOSYS when the kernel did not confirm a syscall number (nr < 0): the
@@ -52,6 +53,14 @@ int PollNow(int fd, short events);
 
 // 1 when fd is readable (a pidfd: the process exited), 0 if not, or -errno.
 long PollReadable(int32_t fd);
+
+// The sizes of pid's address space from /proc/<pid>/statm.
+struct Statm {
+  int64_t size_bytes = -1;  // mapped (VmSize)
+  int64_t rss_bytes = -1;   // resident
+};
+// False when unreadable (the process is gone).
+bool ReadStatm(int32_t pid, Statm* statm);
 
 // Resident bytes of pid from /proc/<pid>/statm, or -1 when unreadable (gone).
 int64_t ReadRssBytes(int32_t pid);

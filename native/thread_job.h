@@ -1,5 +1,5 @@
 // What the two jobs that may block in the kernel share (a process_mrelease
-// call, mrelease.cc, and killAndReap's reaping job, reap_job.cc): each runs on
+// call, async_calls.cc, and killAndReap's reaping job, reap_job.cc): each runs on
 // a detached thread of its own, never on the libuv pool, owns a dup of its
 // pidfd, and reaches JS only through a thread-safe function whose teardown
 // it checks under a mutex, so that it may outlive its environment (a

@@ -3,6 +3,8 @@
 
 #include <memory>
 
+#include "js_callback.h"
+
 namespace pidfd_reap {
 
 // Remembers the cleanup hook while watchers close during environment teardown.
@@ -47,25 +49,7 @@ struct Watcher {
     uv_close(reinterpret_cast<uv_handle_t*>(&handle), OnClosed);
   }
 
-  void CallOnce(int status) {
-    napi_handle_scope scope;
-    if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-    napi_value function, receiver, argument, result;
-    if (napi_get_reference_value(env, callback, &function) == napi_ok &&
-        function != nullptr && napi_get_global(env, &receiver) == napi_ok &&
-        napi_create_int32(env, status, &argument) == napi_ok) {
-      // make_callback (receiver must be an object) runs queued microtasks
-      // afterwards, so promise reactions happen right away.
-      if (napi_make_callback(env, context, receiver, function, 1, &argument, &result) ==
-          napi_pending_exception) {
-        napi_value error;
-        if (napi_get_and_clear_last_exception(env, &error) == napi_ok) {
-          napi_fatal_exception(env, error);
-        }
-      }
-    }
-    napi_close_handle_scope(env, scope);
-  }
+  void CallOnce(int status) { CallWithStatus(env, callback, context, status); }
 };
 
 long Watchers::Watch(Napi::Env env, int32_t fd, Napi::Function callback) {
@@ -105,6 +89,13 @@ bool Watchers::Unwatch(uint32_t id) {
   Watcher* watcher = found->second;
   active_.erase(found);
   watcher->Close();
+  return true;
+}
+
+bool Watchers::Ref(uint32_t id, bool ref) {
+  auto found = active_.find(id);
+  if (found == active_.end()) return false;
+  SetHandleRef(reinterpret_cast<uv_handle_t*>(&found->second->handle), ref);
   return true;
 }
 

@@ -14,6 +14,16 @@ namespace pidfd_reap {
 
 struct Watcher;
 
+// uv_ref or uv_unref: whether a handle keeps its event loop alive. The pidfd
+// and PSI watchers offer it to JS as ref()/unref().
+inline void SetHandleRef(uv_handle_t* handle, bool ref) {
+  if (ref) {
+    uv_ref(handle);
+  } else {
+    uv_unref(handle);
+  }
+}
+
 // The watchers of one environment (owned by its addon instance).
 class Watchers {
  public:
@@ -24,6 +34,10 @@ class Watchers {
 
   // Stops a watcher (its callback never runs); false if it was not active.
   bool Unwatch(uint32_t id);
+
+  // Whether the watcher keeps the event loop alive (uv_ref / uv_unref; a new
+  // one does); false if it is not active.
+  bool Ref(uint32_t id, bool ref);
 
   // Stops every watcher of fd, as Unwatch: libuv aborts when the fd of an
   // active poll handle is closed, so this comes before closing fd.

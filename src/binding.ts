@@ -18,6 +18,12 @@ export interface NativeReapCounts {
   busyRetries: number
   /** Set once the kill was sent. */
   killPath?: NativeKillPath
+  /** The victim's RSS read just before the kill (absent: unreadable). */
+  rssBeforeBytes?: number
+  /** When the kill was sent, in ms after startReap (absent: not sent). */
+  killedAfterMs?: number
+  /** When the job saw the pidfd readable, in ms after startReap (absent: not seen). */
+  exitedAfterMs?: number
 }
 
 /** What a job's thread reports: progress (at most every 50 ms), then one final event. */
@@ -72,6 +78,8 @@ export interface NativeBinding {
   /** Calls back once when fd becomes readable; returns a watcher id (> 0) or -errno. */
   watchReadable(fd: number, callback: (status: number) => void): number
   unwatch(id: number): boolean
+  /** Whether the watcher keeps the event loop alive; false if it is not active. */
+  refWatch(id: number, ref: boolean): boolean
   /** Registers an fd owned by a Pidfd: closed at environment exit if still open. */
   adoptFd(fd: number): void
   /** Closes (and forgets) an adopted fd; 0 or -errno. */

@@ -339,6 +339,9 @@ function errorFields(error: unknown): { code?: string; message: string } {
  * error). Throws before logging anything if an argument is bad, the cgroup
  * cannot be read, or the trigger cannot be armed.
  */
+export async function runPressureDaemon(options: DaemonOptions): Promise<DaemonSummary>
+/** @internal With test seams (stripped from the .d.ts, as DaemonHooks is). */
+export async function runPressureDaemon(options: DaemonOptions, hooks: Partial<DaemonHooks>): Promise<DaemonSummary>
 export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<DaemonHooks>): Promise<DaemonSummary> {
   const settings = parseDaemonOptions(options)
   const { cgroup, log, signal } = settings

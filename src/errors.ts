@@ -44,6 +44,12 @@ export function systemError(negativeErrno: number, syscall: string, pid?: number
   return withPid(withCode(new Error(`${code}: ${description}, ${subject}`), { errno: negativeErrno, code, syscall }), pid)
 }
 
+/** A SystemError about a file, as Node's fs makes them (with `path`). */
+export function pathError(negativeErrno: number, syscall: string, path: string): SystemError & { path: string } {
+  const [code, description] = describeErrno(negativeErrno)
+  return withCode(new Error(`${code}: ${description}, ${syscall} '${path}'`), { errno: negativeErrno, code, syscall, path })
+}
+
 /** try_reap_dying_process was not confirmed by the kernel, so it is never called. */
 export function reapUnavailableError(reason: string, pid?: number): SystemError {
   return withPid(

@@ -1,10 +1,12 @@
 // Pidfd: an owned pidfd with safe close semantics. The fd stays open while an
 // async call uses it, so a close() during a thread-pool syscall can never let
 // the kernel act on a reused fd number.
+import { ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { native } from './binding'
-import { closedError, systemError } from './errors'
+import { closedError, errno, invalidArgType, invalidArgValue, systemError } from './errors'
 import { check, constants } from './syscalls'
-import { validateFlags, validateFunction, validateMaxBytes, validatePid, validateSignal } from './validate'
+import { validateFd, validateFlags, validateFunction, validateMaxBytes, validatePid, validateSignal } from './validate'
 
 interface ExitWait {
   promise: Promise<void>
@@ -22,6 +24,8 @@ export class Pidfd {
   #closing = false
   #inFlight = 0
   #exitWait: ExitWait | undefined
+  /** Whether a pending exited() keeps the event loop alive (ref()/unref()). */
+  #refed = true
 
   private constructor(pid: number, fd: number, threadFlag: number) {
     this.pid = pid
@@ -36,6 +40,50 @@ export class Pidfd {
     const fd = check(native.pidfdOpen(validPid, validFlags), 'pidfd_open', validPid)
     native.adoptFd(fd)
     return new Pidfd(validPid, fd, validFlags & constants.PIDFD_THREAD)
+  }
+
+  /**
+   * Takes over a pidfd opened elsewhere (received over a unix socket, or
+   * from systemd): the Pidfd owns it from now on and closes it. Throws
+   * ERR_INVALID_ARG_VALUE for an fd that is not an open pidfd, or is the
+   * pidfd of a process already waited for (its pid may name another one).
+   */
+  static fromFd(fd: number): Pidfd {
+    const validFd = validateFd(fd, 'fd')
+    let fdinfo = ''
+    try {
+      fdinfo = readFileSync(`/proc/self/fdinfo/${validFd}`, 'utf8')
+    } catch {
+      // Not open: no fdinfo.
+    }
+    const pidLine = /^Pid:\s*(-?\d+)$/m.exec(fdinfo)
+    if (!pidLine) throw invalidArgValue('fd', fd, 'is not an open pidfd')
+    const pid = Number(pidLine[1])
+    // -1: the process was waited for; 0: it is in a pid namespace this one cannot see.
+    if (pid <= 0) throw invalidArgValue('fd', fd, 'is the pidfd of a process that is gone or has no pid here')
+    // pidfd_open(PIDFD_THREAD) is O_EXCL in the file's flags (octal in fdinfo).
+    const flags = parseInt(/^flags:\s*([0-7]+)$/m.exec(fdinfo)![1], 8)
+    native.adoptFd(validFd)
+    return new Pidfd(pid, validFd, flags & constants.PIDFD_THREAD)
+  }
+
+  /**
+   * Opens a pidfd for a child_process child. Race-free while the child's
+   * exitCode and signalCode are both null: Node reaps its children on this
+   * thread, so until it does (and sets one of them) the pid still names the
+   * child. Throws ESRCH once the child has exited, and
+   * ERR_INVALID_ARG_VALUE for a child that never got a pid.
+   */
+  static fromChildProcess(child: ChildProcess): Pidfd {
+    if (!(child instanceof ChildProcess)) throw invalidArgType('child', 'an instance of ChildProcess', child)
+    if (child.pid === undefined) throw invalidArgValue('child', '<ChildProcess>', 'has no pid (it did not spawn)')
+    if (child.exitCode !== null || child.signalCode !== null) throw systemError(-errno.ESRCH, 'pidfd_open', child.pid)
+    return Pidfd.open(child.pid)
+  }
+
+  /** Opened with PIDFD_THREAD: it refers to one thread, and becomes readable when that thread exits. */
+  get thread(): boolean {
+    return this.#threadFlag !== 0
   }
 
   get closed(): boolean {
@@ -139,8 +187,26 @@ export class Pidfd {
       native.closeFd(watchFd)
       throw systemError(watchId, 'uv_poll_init', this.pid)
     }
+    if (!this.#refed) native.refWatch(watchId, false)
     this.#exitWait = { promise, watchId, watchFd, reject: settle.reject }
     return promise
+  }
+
+  /**
+   * A pending exited() keeps the event loop alive (the default), as an active
+   * timer or socket does. Returns this.
+   */
+  ref(): this {
+    this.#refed = true
+    if (this.#exitWait) native.refWatch(this.#exitWait.watchId, true)
+    return this
+  }
+
+  /** A pending exited() no longer keeps the event loop alive: the process may exit first. Returns this. */
+  unref(): this {
+    this.#refed = false
+    if (this.#exitWait) native.refWatch(this.#exitWait.watchId, false)
+    return this
   }
 
   /** Closes the pidfd (deferred while an async call uses it). Safe to call twice. */

@@ -6,8 +6,10 @@ import { EventEmitter } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { native } from './binding'
-import { describeErrno, invalidArgType, invalidArgValue, outOfRange, type SystemError } from './errors'
-import { validateAbortSignal, validateFunction, validateOptions } from './validate'
+import { invalidArgType, invalidArgValue, pathError } from './errors'
+import { validateAbortSignal, validateCgroup, validateFunction, validateInteger, validateOptions, validateResource } from './validate'
+
+export { pathError }
 
 /** The native half (native/psi.cc), registered on the same addon object. */
 interface PsiNative {
@@ -66,38 +68,13 @@ export interface PressureEvent {
 
 export const PSI_WINDOW_MIN_US = 500_000
 export const PSI_WINDOW_MAX_US = 10_000_000
-const RESOURCES: readonly PressureResource[] = ['memory', 'cpu', 'io']
 const KINDS: readonly PressureKind[] = ['some', 'full']
-
-/** A SystemError about a file, as Node's fs makes them (with `path`). */
-export function pathError(negativeErrno: number, syscall: string, path: string): SystemError & { path: string } {
-  const [code, description] = describeErrno(negativeErrno)
-  return Object.assign(new Error(`${code}: ${description}, ${syscall} '${path}'`), { errno: negativeErrno, code, syscall, path })
-}
 
 /** The pressure file of a resource: the system's, or a cgroup v2 group's. */
 export function pressurePath(resource: PressureResource = 'memory', cgroup?: string): string {
   const valid = validateResource(resource)
   if (cgroup === undefined) return `/proc/pressure/${valid}`
   return join(validateCgroup(cgroup), `${valid}.pressure`)
-}
-
-function validateResource(value: unknown, name = 'resource'): PressureResource {
-  if (!RESOURCES.includes(value as PressureResource)) throw invalidArgValue(name, value, "must be 'memory', 'cpu' or 'io'")
-  return value as PressureResource
-}
-
-function validateCgroup(value: unknown, name = 'cgroup'): string {
-  if (typeof value !== 'string') throw invalidArgType(name, 'of type string', value)
-  if (value === '' || value.includes('\0')) throw invalidArgValue(name, value, 'must be a directory path')
-  return value
-}
-
-function validateMicroseconds(value: unknown, name: string, min: number, max: number): number {
-  if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value)
-  if (!Number.isInteger(value)) throw outOfRange(name, 'an integer', value)
-  if (value < min || value > max) throw outOfRange(name, `>= ${min} && <= ${max}`, value)
-  return value
 }
 
 /** Parses the text of a pressure file ("some avg10=0.00 avg60=... total=N" lines). */
@@ -125,6 +102,8 @@ export function readPressureQuietly(path: string): PressureReading | null {
   }
 }
 
+type WatcherSettings = Required<Omit<WatchPressureOptions, 'cgroup' | 'signal'>> & { path: string; signal?: AbortSignal }
+
 /**
  * An armed PSI trigger. Emits 'pressure' (PressureEvent) each time the kernel
  * reports one (at most once per window), 'error' if the watch fails (ENODEV:
@@ -147,7 +126,12 @@ export class PressureWatcher
   readonly #onAbort = (): void => this.close()
 
   /** @internal Use watchPressure(). `psi` is the native half (a test seam). */
-  constructor(settings: Required<Omit<WatchPressureOptions, 'cgroup' | 'signal'>> & { path: string; signal?: AbortSignal }, psi: PsiNative) {
+  static create(settings: WatcherSettings, psi: PsiNative): PressureWatcher {
+    return new PressureWatcher(settings, psi)
+  }
+
+  // Private, so that the .d.ts (where create() is stripped) offers no constructor.
+  private constructor(settings: WatcherSettings, psi: PsiNative) {
     super()
     this.path = settings.path
     this.resource = settings.resource
@@ -281,13 +265,13 @@ export function watchWith(psi: PsiNative, options: WatchPressureOptions, listene
   const resource = raw.resource === undefined ? 'memory' : validateResource(raw.resource, 'options.resource')
   const kind = raw.kind === undefined ? 'some' : raw.kind
   if (!KINDS.includes(kind)) throw invalidArgValue('options.kind', kind, "must be 'some' or 'full'")
-  const windowUs = validateMicroseconds(raw.windowUs, 'options.windowUs', PSI_WINDOW_MIN_US, PSI_WINDOW_MAX_US)
-  const stallUs = validateMicroseconds(raw.stallUs, 'options.stallUs', 1, windowUs)
+  const windowUs = validateInteger(raw.windowUs, 'options.windowUs', PSI_WINDOW_MIN_US, PSI_WINDOW_MAX_US)
+  const stallUs = validateInteger(raw.stallUs, 'options.stallUs', 1, windowUs)
   const path = pressurePath(resource, raw.cgroup === undefined ? undefined : validateCgroup(raw.cgroup, 'options.cgroup'))
   const signal = raw.signal === undefined ? undefined : validateAbortSignal(raw.signal)
   if (listener !== undefined) validateFunction(listener, 'listener')
   signal?.throwIfAborted()
-  const watcher = new PressureWatcher({ path, resource, kind, stallUs, windowUs, signal }, psi)
+  const watcher = PressureWatcher.create({ path, resource, kind, stallUs, windowUs, signal }, psi)
   if (listener) watcher.on('pressure', listener)
   return watcher
 }

@@ -4,12 +4,13 @@
 // thread of the addon's own (never the libuv pool), which reports progress at
 // most every 50 ms. This module keeps the policy's surface: options, reports,
 // 'progress' events, the deadline and aborts.
+import { ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { performance } from 'node:perf_hooks'
 import { native, type NativeKillPath, type NativeReapCounts, type NativeReapEvent, type NativeReapJob, type NativeReapScript } from './binding'
-import { describeErrno, systemError } from './errors'
+import { describeErrno, invalidArgValue, systemError } from './errors'
 import { Pidfd } from './pidfd'
-import { check } from './syscalls'
+import { check, readRssBytes } from './syscalls'
 import {
   UINT64_MAX,
   validateAbortSignal,
@@ -35,7 +36,7 @@ export type StopReason =
   | 'budget' // budgetBytes reached
   | 'deadline' // deadlineMs passed
   | 'aborted' // a signal aborted after the kill
-  | 'refused' // the kernel refused to reap (see refusal)
+  | 'refused' // the kernel refused to reap, or made no progress over a whole pass (see refusal)
   | 'unsupported' // no reaping syscall exists, or every one answered ENOSYS (see refusal)
 
 export interface ReapProgress {
@@ -62,6 +63,22 @@ export interface ReapReport extends ReapProgress {
   killPath: KillPath
   /** The process has exited: its pidfd was readable when the report was made. */
   exited: boolean
+  /** The victim's resident set just before the kill (/proc/<pid>/statm), or null if unreadable. */
+  rssBeforeBytes: number | null
+  /**
+   * How far its RSS fell from rssBeforeBytes by the report: reaping and the
+   * exit together (all of it once exited). bytesReaped is only what the
+   * reaping calls returned (process_mrelease: the RSS fall across that call).
+   */
+  rssDropBytes: number | null
+  /** When SIGKILL was sent, in ms since the call (as elapsedMs), or null if it was not (the process was gone). */
+  killedAtMs: number | null
+  /**
+   * When the process was first seen exited, in ms since the call: by the
+   * reaping loop, or at the latest by the report (then equal to elapsedMs);
+   * null while it has not exited.
+   */
+  exitedAtMs: number | null
   stopReason: StopReason
   /**
    * What the kernel answered when it refused (stopReason 'refused'), e.g. EPERM
@@ -79,7 +96,8 @@ export interface KillAndReapOptions {
   /**
    * Settle once this many milliseconds have passed since the call (default
    * Infinity), even while process_mrelease is blocked in the kernel (that call
-   * then finishes in the background).
+   * then finishes in the background). Without one the job still ends, at the
+   * latest when try_reap makes no progress over a whole pass ('refused', EAGAIN).
    */
   deadlineMs?: number
   /** Called with each 'progress' event (at most every 50 ms, and once with the final counts). */
@@ -94,7 +112,7 @@ export interface KillAndReapCallOptions {
   signal?: AbortSignal
 }
 
-/** Internal test seam: scripted try_reap results (see NativeReapScript). */
+/** @internal Test seam: scripted try_reap results (see NativeReapScript). */
 export type TryReapScript = NativeReapScript
 
 export const DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024
@@ -139,7 +157,9 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
   /** Jobs still reporting to this Reaper. */
   readonly #jobs = new Set<NativeReapJob>()
 
-  /** `script` is internal: tests script try_reap results the host kernel cannot produce. */
+  constructor(options?: KillAndReapOptions)
+  /** @internal Tests script try_reap results the host kernel cannot produce (stripped from the .d.ts). */
+  constructor(options: KillAndReapOptions | undefined, script: TryReapScript)
   constructor(options?: KillAndReapOptions, script?: TryReapScript) {
     super()
     const { onProgress, ...settings } = parseOptions(options)
@@ -170,15 +190,24 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
     if (!untyped.listeners('removeListener').includes(this.#onRemoveListener)) untyped.on('removeListener', this.#onRemoveListener)
   }
 
-  /** Sends SIGKILL through a pidfd (opened from pid, or the given one) and reaps. */
-  async killAndReap(target: number | Pidfd, options?: KillAndReapCallOptions): Promise<ReapReport> {
-    if (!(target instanceof Pidfd)) validatePid(target, 'target')
+  /**
+   * Sends SIGKILL through a pidfd and reaps: the given Pidfd, or one opened
+   * for a child_process child (race-free, see Pidfd.fromChildProcess) or a
+   * pid (which may name another process once the one meant was waited for).
+   */
+  async killAndReap(target: number | Pidfd | ChildProcess, options?: KillAndReapCallOptions): Promise<ReapReport> {
+    if (target instanceof Pidfd) {
+      // Readable when that thread exits, long before the mm is released.
+      if (target.thread) throw invalidArgValue('target', `<Pidfd ${target.pid}>`, 'must be a process pidfd, not a PIDFD_THREAD one')
+    } else if (!(target instanceof ChildProcess)) {
+      validatePid(target, 'target')
+    }
     const call = validateOptions<KillAndReapCallOptions>(options)
     const signals = [this.#settings.signal, call.signal === undefined ? undefined : validateAbortSignal(call.signal)]
       .filter((signal): signal is AbortSignal => signal !== undefined)
     for (const signal of signals) signal.throwIfAborted()
     const started = performance.now()
-    const pidfd = target instanceof Pidfd ? target : Pidfd.open(target)
+    const pidfd = target instanceof Pidfd ? target : target instanceof ChildProcess ? Pidfd.fromChildProcess(target) : Pidfd.open(target)
     try {
       return await pidfd.withFd((fd) => this.#run(fd, pidfd.pid, started, signals))
     } finally {
@@ -193,6 +222,7 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
       let lastEmitted: NativeReapCounts | undefined
       let timer: NodeJS.Timeout | undefined
       let job: NativeReapJob | undefined = undefined
+      let jobStartedMs = 0
 
       const progressOf = (counts: NativeReapCounts): ReapProgress => {
         const { mechanism, bytesReaped, calls, busyRetries } = counts
@@ -212,18 +242,38 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
         stopListening()
         reject(error)
       }
+      // Settles in every case: it runs from the job's final event, and from a
+      // timer or an abort listener, where a throw would be an uncaught
+      // exception and leave the promise pending. A 'progress' listener that
+      // throws on the final counts rejects the call, as during the run.
       const settle = (counts: NativeReapCounts, stopReason: StopReason, refusal?: ReapRefusal): void => {
         stopListening()
-        // The final counts reach listeners even when the last throttled event missed them.
-        const changed =
-          lastEmitted === undefined || counts.calls !== lastEmitted.calls || counts.bytesReaped !== lastEmitted.bytesReaped
-        if (counts.calls > 0 && changed) emitProgress(counts)
-        const report: ReapReport = {
-          ...progressOf(counts),
-          // Every report comes after the kill (a failed kill rejects).
-          killPath: counts.killPath!,
-          exited: check(native.pollReadable(fd), 'poll', pid) === 1,
-          stopReason,
+        let report: ReapReport
+        try {
+          // The final counts reach listeners even when the last throttled event missed them.
+          const changed =
+            lastEmitted === undefined || counts.calls !== lastEmitted.calls || counts.bytesReaped !== lastEmitted.bytesReaped
+          if (counts.calls > 0 && changed) emitProgress(counts)
+          // RSS first: once the pidfd is found unreadable after it, the pid
+          // still named the victim when it was read.
+          const rssNow = readRssBytes(pid)
+          const exited = check(native.pollReadable(fd), 'poll', pid) === 1
+          const progress = progressOf(counts)
+          const { rssBeforeBytes = null, killedAfterMs, exitedAfterMs } = counts
+          const rssAfter = exited ? 0 : rssNow
+          report = {
+            ...progress,
+            // Every report comes after the kill (a failed kill rejects).
+            killPath: counts.killPath!,
+            exited,
+            stopReason,
+            rssBeforeBytes,
+            rssDropBytes: rssBeforeBytes === null || rssAfter === null ? null : Math.max(0, rssBeforeBytes - rssAfter),
+            killedAtMs: killedAfterMs === undefined ? null : jobStartedMs + killedAfterMs,
+            exitedAtMs: exitedAfterMs !== undefined ? jobStartedMs + exitedAfterMs : exited ? progress.elapsedMs : null,
+          }
+        } catch (error) {
+          return reject(error)
         }
         if (refusal) report.refusal = refusal
         resolve(report)
@@ -231,11 +281,13 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
 
       const onEvent = (event: NativeReapEvent): void => {
         if (settled) return
-        try {
-          if (!event.final) return emitProgress(event)
+        if (event.final) {
           const { stopReason, errno, syscall } = event
           if (stopReason === 'error') return fail(systemError(errno!, syscall!, pid))
-          settle(event, stopReason!, syscall === undefined ? undefined : refusalOf(errno!, syscall, pid))
+          return settle(event, stopReason!, syscall === undefined ? undefined : refusalOf(errno!, syscall, pid))
+        }
+        try {
+          emitProgress(event)
         } catch (error) {
           // A throwing 'progress' listener: stop reaping, reject with its error.
           native.reapStop(job!, 'aborted')
@@ -254,7 +306,9 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
       }
 
       const budget = budgetBytes === Infinity ? UINT64_MAX : BigInt(budgetBytes)
-      const remainingMs = deadlineMs - (performance.now() - started)
+      // The job's times count from about here (its own clock starts in startReap).
+      jobStartedMs = performance.now() - started
+      const remainingMs = deadlineMs - jobStartedMs
       this.#followListeners()
       const wantProgress = this.listenerCount('progress') > 0
       const start = native.startReap(fd, pid, BigInt(chunkBytes), budget, remainingMs, onEvent, this.#script, wantProgress)
@@ -277,6 +331,6 @@ export class Reaper extends EventEmitter<{ progress: [ReapProgress] }> {
 }
 
 /** new Reaper(options).killAndReap(target). */
-export async function killAndReap(target: number | Pidfd, options?: KillAndReapOptions): Promise<ReapReport> {
+export async function killAndReap(target: number | Pidfd | ChildProcess, options?: KillAndReapOptions): Promise<ReapReport> {
   return new Reaper(options).killAndReap(target)
 }

@@ -177,13 +177,14 @@ export function processMrelease(pidfd: number): void {
  * Anonymous memory stays unlocked: mlockall() would make V8's
  * madvise(MADV_DONTNEED) of its heap fail, which V8 treats as fatal.
  * Returns the bytes locked. Needs CAP_IPC_LOCK or a large enough
- * RLIMIT_MEMLOCK; throws the system error (EPERM, ENOMEM) otherwise.
+ * RLIMIT_MEMLOCK; throws the system error (EPERM, ENOMEM) otherwise, and
+ * then nothing stays locked (what it had locked is unlocked again).
  */
 export function lockMemory(): number {
   return check(native.lockMappedCode(), 'mlock')
 }
 
-/** Like processMrelease, on the libuv thread pool (it may wait for the victim's mmap_lock). */
+/** Like processMrelease, on a thread of its own, not the libuv pool: it may wait seconds for the victim's mmap_lock. */
 export async function processMreleaseAsync(pidfd: number): Promise<void> {
   const fd = validateFd(pidfd)
   check(await native.processMreleaseAsync(fd), 'process_mrelease')

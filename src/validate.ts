@@ -2,6 +2,9 @@
 // arguments here, before any syscall, and fails with Node-style errors.
 import { constants } from 'node:os'
 import { invalidArgType, invalidArgValue, outOfRange } from './errors'
+import type { PressureResource } from './psi'
+
+const RESOURCES: readonly PressureResource[] = ['memory', 'cpu', 'io']
 
 const INT32_MAX = 2 ** 31 - 1
 const UINT32_MAX = 2 ** 32 - 1
@@ -9,7 +12,8 @@ export const UINT64_MAX = 2n ** 64n - 1n
 // Linux has signals 1..64 (SIGRTMAX); 0 only checks that signalling is allowed.
 const SIGNAL_MAX = 64
 
-function integerInRange(value: unknown, name: string, min: number, max: number): number {
+/** An integer from min to max. */
+export function validateInteger(value: unknown, name: string, min: number, max: number): number {
   if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value)
   if (!Number.isInteger(value)) throw outOfRange(name, 'an integer', value)
   if (value < min || value > max) throw outOfRange(name, `>= ${min} && <= ${max}`, value)
@@ -17,16 +21,16 @@ function integerInRange(value: unknown, name: string, min: number, max: number):
 }
 
 export function validateFd(value: unknown, name = 'pidfd'): number {
-  return integerInRange(value, name, 0, INT32_MAX)
+  return validateInteger(value, name, 0, INT32_MAX)
 }
 
 export function validatePid(value: unknown, name = 'pid'): number {
-  return integerInRange(value, name, 1, INT32_MAX)
+  return validateInteger(value, name, 1, INT32_MAX)
 }
 
 /** Syscall flags: an unsigned 32-bit integer, 0 when omitted. */
 export function validateFlags(value: unknown, name = 'flags'): number {
-  return value === undefined ? 0 : integerInRange(value, name, 0, UINT32_MAX)
+  return value === undefined ? 0 : validateInteger(value, name, 0, UINT32_MAX)
 }
 
 /**
@@ -71,7 +75,7 @@ export function validateSignal(value: unknown, name = 'signal'): number {
     }
     return (constants.signals as Record<string, number>)[value]
   }
-  if (typeof value === 'number') return integerInRange(value, name, 0, SIGNAL_MAX)
+  if (typeof value === 'number') return validateInteger(value, name, 0, SIGNAL_MAX)
   throw invalidArgType(name, 'of type string or number', value)
 }
 
@@ -90,5 +94,18 @@ export function validateFunction(value: unknown, name: string): (...args: never[
 
 export function validateAbortSignal(value: unknown, name = 'options.signal'): AbortSignal {
   if (!(value instanceof AbortSignal)) throw invalidArgType(name, 'an instance of AbortSignal', value)
+  return value
+}
+
+/** A PSI resource: 'memory', 'cpu' or 'io'. */
+export function validateResource(value: unknown, name = 'resource'): PressureResource {
+  if (!RESOURCES.includes(value as PressureResource)) throw invalidArgValue(name, value, "must be 'memory', 'cpu' or 'io'")
+  return value as PressureResource
+}
+
+/** A cgroup v2 directory path. */
+export function validateCgroup(value: unknown, name = 'cgroup'): string {
+  if (typeof value !== 'string') throw invalidArgType(name, 'of type string', value)
+  if (value === '' || value.includes('\0')) throw invalidArgValue(name, value, 'must be a directory path')
   return value
 }

@@ -90,7 +90,7 @@ t.test('usage errors: one line on stderr, exit 2, and nobody is killed', async (
 })
 
 t.test('exit status follows the outcome', async (t) => {
-  const report = { pid: 7, mechanism: 'try_reap' as const, killPath: 'pidfd_send_signal' as const, calls: 1, busyRetries: 0, elapsedMs: 1, exited: false }
+  const report = { pid: 7, mechanism: 'try_reap' as const, killPath: 'pidfd_send_signal' as const, calls: 1, busyRetries: 0, elapsedMs: 1, exited: false, rssBeforeBytes: null, rssDropBytes: null, killedAtMs: 0, exitedAtMs: null }
   const cases: [ReapReport['stopReason'], number, number][] = [
     ['exited', 0, 0],
     ['done', 0, 0],
@@ -244,7 +244,7 @@ t.test('progress lines: rewritten in place on a terminal, appended elsewhere', a
 })
 
 t.test('summary wording', async (t) => {
-  const base = { pid: 7, mechanism: 'try_reap' as const, killPath: 'pidfd_send_signal' as const, bytesReaped: 3 * MiB, calls: 2, busyRetries: 1, elapsedMs: 12, exited: false }
+  const base = { pid: 7, mechanism: 'try_reap' as const, killPath: 'pidfd_send_signal' as const, bytesReaped: 3 * MiB, calls: 2, busyRetries: 1, elapsedMs: 12, exited: false, rssBeforeBytes: null, rssDropBytes: null, killedAtMs: 0, exitedAtMs: null }
   t.equal(summary({ ...base, stopReason: 'budget' }), 'killed 7: reaped 3.0 MiB from 7 in 2 calls, 1 busy, 12 ms using try_reap; budget reached')
   t.match(summary({ ...base, mechanism: 'none', stopReason: 'refused', refusal: { code: 'EPERM', errno: -1, syscall: 'try_reap_dying_process', message: 'EPERM: operation not permitted, try_reap_dying_process' } }), /the kernel refused to reap \(EPERM: operation not permitted/)
 })

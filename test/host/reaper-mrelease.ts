@@ -3,7 +3,7 @@
 // holding real memory. Expectations come from what the running kernel offers.
 import t, { type Test } from 'tap'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
-import { killAndReap, Pidfd, Reaper, readRssBytes, type ReapProgress, type ReapReport } from '../../src/index'
+import { constants, killAndReap, Pidfd, Reaper, readRssBytes, type ReapProgress, type ReapReport } from '../../src/index'
 import { MiB, killQuietly, procView, startHog, startSleeper } from '../../victims'
 import { kernelFeatures } from '../fixtures/kernel-features'
 import { frozenUnavailable, frozenVictim } from '../fixtures/stuck-victims'
@@ -115,4 +115,59 @@ t.test('budget 0 and a past deadline stop before reaping', async (t) => {
     t.equal(report.calls, 0)
     await sleeper.gone
   }
+})
+
+t.test('killAndReap(child): a child_process child, through a pidfd opened race-free', async (t) => {
+  const sleeper = startSleeper()
+  await new Promise((resolve) => sleeper.child.once('spawn', resolve))
+  const report = await killAndReap(sleeper.child)
+  t.equal(report.pid, sleeper.pid)
+  t.match(report.stopReason, /^(done|exited|unsupported)$/)
+  await sleeper.gone
+  t.equal(sleeper.child.signalCode, 'SIGKILL')
+  // Once Node has reaped it, its pid may name another process: nothing is signalled.
+  await t.rejects(killAndReap(sleeper.child), { code: 'ESRCH', syscall: 'pidfd_open', pid: sleeper.pid })
+})
+
+const threadPidfds = kernel.threadPidfd || 'PIDFD_THREAD needs Linux >= 6.9'
+t.test('a PIDFD_THREAD pidfd is refused before anything is killed', { skip: threadPidfds !== true && threadPidfds }, async (t) => {
+  const sleeper = startSleeper()
+  t.teardown(() => killQuietly(sleeper))
+  using pidfd = Pidfd.open(sleeper.pid, constants.PIDFD_THREAD)
+  t.equal(pidfd.thread, true)
+  await t.rejects(killAndReap(pidfd), { code: 'ERR_INVALID_ARG_VALUE', message: /must be a process pidfd, not a PIDFD_THREAD one/ })
+  t.equal(pidfd.hasExited(), false, 'the process lives')
+})
+
+t.test('the report has the RSS before the kill, its fall, and when the kill and the exit happened', async (t) => {
+  // A victim that cannot exit: every field has a value to check against /proc.
+  const frozen = frozenUnavailable() ? undefined : await frozenVictim(64)
+  if (frozen) {
+    t.teardown(() => frozen.cleanup())
+    const { pid } = frozen.victim
+    const rssBefore = readRssBytes(pid)!
+    const report = await killAndReap(pid, { deadlineMs: 5000 })
+    const rssAfter = readRssBytes(pid)!
+    t.ok(Math.abs(report.rssBeforeBytes! - rssBefore) <= MiB, `rssBeforeBytes ${report.rssBeforeBytes} (statm just before: ${rssBefore})`)
+    t.equal(report.exited, false)
+    t.equal(report.exitedAtMs, null, 'no exit yet')
+    t.ok(Math.abs(report.rssDropBytes! - (report.rssBeforeBytes! - rssAfter)) <= MiB, `rssDropBytes ${report.rssDropBytes}: the fall to ${rssAfter}`)
+    if (mechanism === 'process_mrelease') t.ok(report.rssDropBytes! >= 60 * MiB, 'reaped: most of its 64 MiB')
+    t.ok(report.killedAtMs! >= 0 && report.killedAtMs! <= report.elapsedMs, `killedAtMs ${report.killedAtMs!.toFixed(2)} within elapsedMs ${report.elapsedMs.toFixed(2)}`)
+    frozen.thaw()
+    await frozen.victim.gone
+  }
+  // A sleeper exits at once: its exit comes after the kill, and takes all its RSS.
+  const sleeper = startSleeper()
+  await new Promise((resolve) => sleeper.child.once('spawn', resolve))
+  const report = await killAndReap(sleeper.child)
+  await sleeper.gone
+  if (report.exited) {
+    t.ok(report.exitedAtMs! >= report.killedAtMs!, `exitedAtMs ${report.exitedAtMs!.toFixed(2)} after killedAtMs ${report.killedAtMs!.toFixed(2)}`)
+    t.ok(report.exitedAtMs! <= report.elapsedMs)
+    t.equal(report.rssDropBytes, report.rssBeforeBytes, 'all of it fell')
+  } else {
+    t.equal(report.exitedAtMs, null)
+  }
+  t.ok(report.rssBeforeBytes! > 0, 'sleep had some RSS')
 })

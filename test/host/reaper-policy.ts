@@ -321,3 +321,22 @@ t.test('TRY_REAP_KILL: the first call kills and reaps; refusals before the kill 
   t.match(await new Reaper({ budgetBytes: 0 }, kill([MiB])).killAndReap((await victim(t)).pid), { killPath: 'pidfd_send_signal', calls: 0, stopReason: 'budget' })
   t.match(await new Reaper({ deadlineMs: 0 }, kill([MiB])).killAndReap((await victim(t)).pid), { killPath: 'pidfd_send_signal', calls: 0, stopReason: 'deadline' })
 })
+
+t.test('a kernel that answers EAGAIN for ever: the default (no deadline) stops after a whole pass without progress', { skip }, async (t) => {
+  // No deadline, no budget: before, the job's thread called for ever.
+  const reaping = new Reaper({}, script([MiB, EAGAIN])).killAndReap((await victim(t)).pid)
+  const stalled = await Promise.race([reaping, new Promise<'pending'>((resolve) => setTimeout(() => resolve('pending'), 30_000).unref())])
+  t.not(stalled, 'pending', 'settles')
+  if (stalled === 'pending') return
+  t.match(stalled, {
+    stopReason: 'refused',
+    bytesReaped: MiB,
+    refusal: { code: 'EAGAIN', errno: EAGAIN, syscall: 'try_reap_dying_process' },
+  })
+  // At least 64 calls, at most two per page table's worth of the victim's address space.
+  t.ok(stalled.calls > 64, `${stalled.calls} calls`)
+  // Progress resets the count: EAGAINs between reaping calls never stop it.
+  const runs = Array.from({ length: 200 }, (_, i) => (i % 50 === 49 ? MiB : EAGAIN))
+  const slow = await new Reaper({}, script([...runs, 0])).killAndReap((await victim(t)).pid)
+  t.match(slow, { stopReason: 'done', calls: 201, bytesReaped: 4 * MiB })
+})

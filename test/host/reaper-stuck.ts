@@ -118,3 +118,33 @@ t.test('a worker that exits while its job is blocked leaves nothing behind', { s
   t.ok((await fdsBackTo(baseline + 2)) <= baseline + 2, 'its fds were closed once the call returned')
   t.equal(victim.child.signalCode, 'SIGKILL')
 })
+
+t.test('a progress listener that throws on every event cannot leave the call pending', { skip }, async (t) => {
+  const stall = await MmapLockStall.start(2)
+  t.teardown(() => stall.release())
+  const uncaught: unknown[] = []
+  const onUncaught = (error: unknown): void => {
+    uncaught.push(error)
+  }
+  process.on('uncaughtException', onUncaught)
+  t.teardown(() => process.off('uncaughtException', onUncaught))
+  const thrown = new Error('listener failed')
+  const throwing = (): never => {
+    throw thrown
+  }
+
+  // The deadline's timer settles the blocked call, with the final counts for listeners.
+  const first = await stall.victim(16)
+  const byDeadline = new Reaper({ deadlineMs: 200, onProgress: throwing }).killAndReap(first.pid)
+  await t.rejects(settlesWithin(byDeadline, 5000, 'killAndReap at the deadline'), thrown, 'the deadline path rejects with the listener\'s error')
+
+  // So does an abort listener.
+  const second = await stall.victim(16)
+  const controller = new AbortController()
+  const reaper = new Reaper({ signal: controller.signal })
+  reaper.on('progress', throwing)
+  const byAbort = reaper.killAndReap(second.pid)
+  setTimeout(() => controller.abort(), 100)
+  await t.rejects(settlesWithin(byAbort, 5000, 'killAndReap after the abort'), thrown, 'the abort path rejects with the listener\'s error')
+  t.same(uncaught, [], 'no uncaught exception')
+})

@@ -4,7 +4,7 @@
 // kernel, the patched one, an old one and under a seccomp filter.
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, realpathSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as api from '../../src/index'
@@ -239,6 +239,32 @@ t.test('lockMemory: mlock() of the code in a child (not the test runner); EPERM 
   // As nobody with RLIMIT_MEMLOCK 0: no right to lock at all.
   const refused = execFileSync('prlimit', ['--memlock=0:0', 'env', '-i', process.execPath, '-e', script], { uid: 65534, gid: 65534, cwd: shared.dir, encoding: 'utf8' })
   t.same(JSON.parse(refused), { code: 'EPERM', errno: -1, syscall: 'mlock', message: 'EPERM: operation not permitted, mlock' })
+})
+
+t.test('lockMemory: a failure part way unlocks what it had locked', async (t) => {
+  const shared = publicCopyOfPackage()
+  t.teardown(shared.remove)
+  // A limit that fits the first mapping of node's own file (the same node
+  // runs the child), and not the next one: node's code is tens of MiB.
+  const maps = readFileSync('/proc/self/maps', 'utf8').split('\n')
+  const node = realpathSync(process.execPath)
+  const first = maps.find((line) => line.endsWith(` ${node}`))
+  t.ok(first, 'node\'s first mapping')
+  const [start, end] = first!.split(' ')[0].split('-').map((hex) => parseInt(hex, 16))
+  const limit = end - start + 4096
+  const script = `
+    const api = require(${JSON.stringify(join(shared.dir, 'dist', 'index.js'))})
+    const vmLck = () => Number(/^VmLck:\\s+(\\d+) kB$/m.exec(require('fs').readFileSync('/proc/self/status', 'utf8'))[1])
+    try { api.lockMemory(); console.log(JSON.stringify({ locked: true })) }
+    catch (e) { console.log(JSON.stringify({ code: e.code, lockedKb: vmLck() })) }
+  `
+  const output = execFileSync('prlimit', [`--memlock=${limit}:${limit}`, 'env', '-i', process.execPath, '-e', script], {
+    uid: 65534,
+    gid: 65534,
+    cwd: shared.dir,
+    encoding: 'utf8',
+  })
+  t.same(JSON.parse(output), { code: 'ENOMEM', lockedKb: 0 }, `RLIMIT_MEMLOCK ${limit}: ENOMEM, and nothing stays locked`)
 })
 
 t.test('lockMemory: the binding\'s error becomes a system error', async (t) => {
