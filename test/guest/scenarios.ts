@@ -1,7 +1,8 @@
 // The seed's scenario, for real, inside the QEMU guest with the patched kernel
 // (scripts/vm -- npm run test:guest): a killed victim that cannot exit gets
 // its memory back through killAndReap's try_reap path while it is still
-// there. Asserts behaviour, not timings. Skips cleanly elsewhere.
+// there. Asserts behaviour, not timings. The series is applied in the guest,
+// so a missing syscall fails here; elsewhere the tests skip.
 //
 // - starved: the victim and a SCHED_FIFO busy loop share CPU 1 (RT
 //   throttling off); this process reaps from CPU 0.
@@ -23,8 +24,7 @@ import {
   type Scenario,
   type ScenarioKind,
 } from '../../victims'
-
-const skip = api.reapDyingFeature() ? false : 'try_reap_dying_process not available: /sys/kernel/mm/reap_dying/syscall_nr missing'
+import { guestOnly as skip } from '../fixtures/kernel-features'
 
 // Each kind of memory: 4 KiB anonymous, THP, dirtied MAP_PRIVATE of a tmpfs file.
 const MIX = mixOf(256, { anon: 2, thp: 1, file: 1 })
