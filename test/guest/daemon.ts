@@ -116,6 +116,10 @@ async function overcommit(t: Test, name: string, daemonArgv: (group: string, min
     decision: string
   }[]
   t.ok(kills.length >= 2, `the daemon killed ${kills.length} times (two must go for the rest to fit)`)
+  // The trigger on /proc/pressure/memory is real here (the host may have no
+  // PSI): at least one wakeup came from it, not from the MemAvailable check.
+  const psiWakeups = lines.filter((line) => line.source === 'psi')
+  t.ok(psiWakeups.length >= 1, `${psiWakeups.length} wakeups by a PSI event (${lines.filter((line) => line.source === 'check').length} by the check)`)
   for (const kill of kills) {
     t.ok(pids.includes(kill.victim.pid), `victim ${kill.victim.pid} was one of the workload's`)
     t.equal(kill.report.mechanism, 'try_reap', `victim ${kill.victim.pid} was reaped through try_reap_dying_process`)
