@@ -116,8 +116,7 @@ async function overcommit(t: Test, name: string, daemonArgv: (group: string, min
     decision: string
   }[]
   t.ok(kills.length >= 2, `the daemon killed ${kills.length} times (two must go for the rest to fit)`)
-  // Which source woke it, for the record: here the check comes first (real
-  // PSI delivery is proven by test/host/psi.ts, which guest-suite runs too).
+  // Which source woke it, for the record: here the check comes first.
   t.comment(`wakeups: ${lines.filter((line) => line.source === 'psi').length} by a PSI event, ${lines.filter((line) => line.source === 'check').length} by the check`)
   for (const kill of kills) {
     t.ok(pids.includes(kill.victim.pid), `victim ${kill.victim.pid} was one of the workload's`)
