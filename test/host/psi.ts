@@ -119,7 +119,8 @@ t.test('errors carry code, negative errno, syscall and path', { skip: noPsi }, a
   } else {
     t.throws(() => watchPressure(odd), { code: 'EINVAL', errno: -22, syscall: 'write', path: SYSTEM })
   }
-  t.equal(openFdsTo(SYSTEM), 0, 'nothing stays open after a failure')
+  // (with CAP_SYS_RESOURCE the watcher above was closed: its fd goes on the next loop turn)
+  t.equal(await fdsClosed(SYSTEM), 0, 'nothing stays open after a failure')
 })
 
 t.test('an abort signal closes the watcher', { skip: noPsi }, async (t) => {
