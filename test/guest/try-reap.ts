@@ -1,19 +1,19 @@
 // The real try_reap_dying_process path, inside the QEMU guest booted with the
-// patched kernel (scripts/vm -- npm run test:guest). Skips cleanly elsewhere.
+// patched kernel (scripts/vm -- npm run test:guest). The whole series is
+// applied there, so a missing feature fails these tests; elsewhere they skip.
 //
 // A killed victim normally exits at once, taking its memory with it. To reap
 // it while it is still there, it is starved: pinned to CPU 1 next to a
 // SCHED_FIFO busy loop, with RT throttling and CPU 1's fair deadline server
 // off (as in the kselftest), while this test runs on CPU 0.
 import t, { type Test } from 'tap'
-import { closeSync, openSync } from 'node:fs'
+import { closeSync, openSync, readFileSync } from 'node:fs'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import * as api from '../../src/index'
 import { main as cli } from '../../src/cli'
 import { MiB, disableFairServer, killQuietly, pinProcess, starveCpu, startHog, unthrottleRt, type Victim } from '../../victims'
+import { SHRINKER_ENABLED_FILE, SYSCALL_NR_FILE, guestOnly as skip } from '../fixtures/kernel-features'
 
-const feature = api.reapDyingFeature()
-const skip = feature ? false : 'try_reap_dying_process not available: /sys/kernel/mm/reap_dying/syscall_nr missing'
 const PMD = 2 * MiB
 if (!skip) {
   // Keep this process (all its threads, the thread pool included) on CPU 0.
@@ -36,11 +36,19 @@ const rss = (pid: number): number => api.readRssBytes(pid) ?? 0
  * Calls tryReap(cap) until it answers 0. EAGAIN (this call unmapped
  * nothing, but the walk is not over) is counted and called again; any other
  * error is thrown. Returns every byte count answered (the last is the 0).
+ * Bounded: a victim of V bytes needs about V / cap calls; a walk that is
+ * still not over after 100 times that (and 1000 more) makes no progress, and
+ * the error says what was seen instead of waiting for tap's timeout.
  */
-function reapUntilZero(pidfd: api.Pidfd, cap: number): { total: number; answers: number[]; again: number } {
+function reapUntilZero(pidfd: api.Pidfd, cap: number, victimBytes: number): { total: number; answers: number[]; again: number } {
   const answers: number[] = []
   let again = 0
+  const limit = 1000 + 100 * Math.ceil(victimBytes / cap)
   for (;;) {
+    if (answers.length + again >= limit) {
+      const total = answers.reduce((a, b) => a + b, 0)
+      throw new Error(`no 0 after ${limit} calls: ${answers.length} answers (${total} bytes in all, last ${answers.at(-1)}), ${again} EAGAIN`)
+    }
     let bytes: number
     try {
       bytes = pidfd.tryReap(cap)
@@ -77,7 +85,7 @@ t.test('capped calls: each within its cap (or one whole THP), the sum is the RSS
   const before = rss(hog.pid)
   pidfd.sendSignal('SIGKILL')
   const cap = 8 * MiB
-  const { total, answers, again } = reapUntilZero(pidfd, cap)
+  const { total, answers, again } = reapUntilZero(pidfd, cap, before)
   const calls = answers.length + again
   const over = answers.filter((bytes) => bytes > Math.max(cap, PMD))
   t.same(over, [], `every one of ${answers.length} answers <= the cap (or one whole THP)`)
@@ -101,27 +109,27 @@ t.test('killAndReap takes the try_reap path', { skip }, async (t) => {
   delay.enable()
   const report = await api.killAndReap(hog.pid, { chunkBytes: 16 * MiB, onProgress: (p) => progress.push(p) })
   delay.disable()
-  t.match(report, { mechanism: 'try_reap', killPath: api.features().tryReapKill ? 'try_reap_kill' : 'pidfd_send_signal', stopReason: 'done', exited: false })
+  t.match(report, { mechanism: 'try_reap', killPath: 'try_reap_kill', stopReason: 'done', exited: false })
   t.ok(report.bytesReaped >= 120 * MiB && report.bytesReaped <= before, `${report.bytesReaped / MiB} MiB`)
   t.ok(report.calls >= 8, `${report.calls} calls`)
   t.match(progress.at(-1), { calls: report.calls, bytesReaped: report.bytesReaped }, 'the last progress event has the final counts')
   t.ok(progress.length <= report.elapsedMs / 50 + 2, `${progress.length} progress events in ${report.elapsedMs.toFixed(0)} ms: throttled`)
-  // The whole loop runs in the addon's thread; the event loop only gets events.
+  // The whole loop runs in the addon's thread; the event loop only gets
+  // events. A loop run on the event loop would hold it for the whole reap:
+  // measured against that, not a fixed time, since TCG on a busy host is slow.
   const p99 = delay.percentile(99) / 1e6
-  t.comment(`event-loop delay during the reap: p99 ${p99.toFixed(2)} ms, max ${(delay.max / 1e6).toFixed(2)} ms (TCG)`)
-  t.ok(p99 < 50, `event-loop delay p99 ${p99.toFixed(2)} ms`)
-  // The vm events of series v3 (before it, sysfs counters, which stats() does not read).
+  const max = delay.max / 1e6
+  t.comment(`event-loop delay during the ${report.elapsedMs.toFixed(0)} ms reap: p99 ${p99.toFixed(2)} ms, max ${max.toFixed(2)} ms (TCG)`)
+  t.ok(max < report.elapsedMs / 2, `the event loop was never held for half the reap (max delay ${max.toFixed(1)} ms)`)
+  // The vm events of the series.
   const statsAfter = api.stats()
-  if (statsBefore && statsAfter) {
-    t.ok(statsAfter.calls >= statsBefore.calls + report.calls, 'reap_dying_calls')
-    t.ok((statsAfter.pagesReaped - statsBefore.pagesReaped) * 4096 >= report.bytesReaped, 'reap_dying_pages')
-  }
+  t.ok(statsBefore && statsAfter, 'stats() reads the vm events')
+  t.ok(statsAfter!.calls >= statsBefore!.calls + report.calls, 'reap_dying_calls')
+  t.ok((statsAfter!.pagesReaped - statsBefore!.pagesReaped) * 4096 >= report.bytesReaped, 'reap_dying_pages')
   await release()
 })
 
-const killSkip = skip || (api.features().tryReapKill ? false : 'no TRY_REAP_KILL: a kernel before series v3')
-
-t.test('TRY_REAP_KILL: the first call kills a live victim and reaps it', { skip: killSkip }, async (t) => {
+t.test('TRY_REAP_KILL: the first call kills a live victim and reaps it', { skip }, async (t) => {
   const { hog, release } = await starvedVictim(t, 128)
   using pidfd = api.Pidfd.open(hog.pid)
   const before = rss(hog.pid)
@@ -129,7 +137,7 @@ t.test('TRY_REAP_KILL: the first call kills a live victim and reaps it', { skip:
   // Live, not dying: the kill and the first reap are one call.
   const first = pidfd.tryReap(cap, api.constants.TRY_REAP_KILL)
   t.ok(first > 0 && first <= Math.max(cap, PMD), `the killing call reaped ${first / MiB} MiB`)
-  const total = first + reapUntilZero(pidfd, cap).total
+  const total = first + reapUntilZero(pidfd, cap, before).total
   t.ok(total >= 120 * MiB && total <= before, `reaped ${total / MiB} MiB of ${before / MiB} MiB, the victim still starved`)
   t.equal(pidfd.hasExited(), false, 'killed, not yet exited')
   await release()
@@ -137,7 +145,7 @@ t.test('TRY_REAP_KILL: the first call kills a live victim and reaps it', { skip:
   t.pass('it was killed: it exits once it can run')
 })
 
-t.test('TRY_REAP_KILL: killAndReap reports the kill path', { skip: killSkip }, async (t) => {
+t.test('TRY_REAP_KILL: killAndReap reports the kill path', { skip }, async (t) => {
   const { hog, release } = await starvedVictim(t, 64)
   const report = await api.killAndReap(hog.pid, { chunkBytes: 16 * MiB })
   t.match(report, { mechanism: 'try_reap', killPath: 'try_reap_kill', stopReason: 'done', exited: false })
@@ -165,7 +173,7 @@ t.test('EBUSY from a victim holding its mmap_lock is backed off', { skip }, asyn
   let sawBusy = false
   for (let attempt = 0; attempt < 5 && !sawBusy; attempt++) {
     const { hog, release } = await starvedVictim(t, 256, ['--mprotect'])
-    const busyBefore = api.stats()?.busy
+    const busyBefore = api.stats()!.busy
     const report = await api.killAndReap(hog.pid, { deadlineMs: 1500 })
     t.equal(report.mechanism, 'try_reap')
     // Like the kselftest, an attempt only counts if the victim stayed stuck
@@ -173,7 +181,7 @@ t.test('EBUSY from a victim holding its mmap_lock is backed off', { skip }, asyn
     if (report.busyRetries > 0 && report.stopReason !== 'exited') {
       sawBusy = true
       t.ok(['deadline', 'done'].includes(report.stopReason), report.stopReason)
-      if (busyBefore !== undefined) t.ok(api.stats()!.busy > busyBefore, 'reap_dying_busy')
+      t.ok(api.stats()!.busy > busyBefore, 'reap_dying_busy')
       t.ok(report.elapsedMs < 5000, 'the deadline holds')
     } else {
       t.comment(`attempt ${attempt}: ${report.busyRetries} EBUSY, then ${report.stopReason}`)
@@ -188,8 +196,11 @@ t.test('the CLI reports the syscall number, the kill flag and the shrinker', { s
   let out = ''
   const io = { stdout: { write: (s: string) => (out += s) }, stderr: { write: () => true } }
   t.equal(await cli(['features'], io), 0)
-  t.match(out, new RegExp(`try_reap_dying_process: syscall ${feature?.syscallNr}\n`))
-  // The guest runs the whole series (v3): both are there; the shrinker is off by default.
+  // What the kernel publishes, read here, not through features() (which the CLI prints).
+  const nr = readFileSync(SYSCALL_NR_FILE, 'utf8').trim()
+  const shrinker = readFileSync(SHRINKER_ENABLED_FILE, 'utf8').trim() === '1' ? 'enabled' : 'disabled'
+  t.match(out, new RegExp(`^try_reap_dying_process: syscall ${nr}\n`))
+  // The guest runs the whole series: the kill flag is there.
   t.match(out, /\nTRY_REAP_KILL: available\n/)
-  t.match(out, /\nreap_dying shrinker: (enabled|disabled)\n/)
+  t.match(out, new RegExp(`\nreap_dying shrinker: ${shrinker}\n`))
 })

@@ -7,6 +7,7 @@ import { createInterface } from 'node:readline'
 import { Pidfd, ERR_PIDFD_CLOSED, constants } from '../../src/index'
 import { native } from '../../src/binding'
 import { killQuietly, startSleeper } from '../../victims'
+import { diesOf } from '../fixtures/dies-of'
 import { kernelFeatures, mreleaseCode } from '../fixtures/kernel-features'
 import { newFds, openFds, withFdTableFull } from '../fixtures/fds'
 
@@ -20,10 +21,14 @@ const nonblocking = (fd: number): boolean => (fileFlags(fd) & fsConstants.O_NONB
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 
 t.test('open, signal, wait for exit', async (t) => {
-  const sleeper = startSleeper()
-  const pidfd = Pidfd.open(sleeper.pid)
+  // cat answers each line: proof that it ran, and that the event loop
+  // polled, while the wait was armed.
+  const cat = spawn('cat', [], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const gone = new Promise<void>((resolve) => cat.once('exit', () => resolve()))
+  await new Promise((resolve, reject) => cat.once('spawn', resolve).once('error', reject))
+  const pidfd = Pidfd.open(cat.pid!)
   t.teardown(() => pidfd.close())
-  t.equal(pidfd.pid, sleeper.pid)
+  t.equal(pidfd.pid, cat.pid)
   t.ok(fdIsOpen(pidfd.fd))
   t.equal(pidfd.closed, false)
   t.equal(pidfd.hasExited(), false)
@@ -31,14 +36,18 @@ t.test('open, signal, wait for exit', async (t) => {
   t.equal(pidfd.exited(), exited, 'one shared wait')
   let settled = false
   void exited.then(() => (settled = true))
-  await new Promise((resolve) => setTimeout(resolve, 20))
-  t.equal(settled, false, 'still running')
+  const lines = createInterface({ input: cat.stdout! })[Symbol.asyncIterator]()
+  for (let i = 0; i < 3; i++) {
+    cat.stdin!.write(`ping ${i}\n`)
+    t.same(await lines.next(), { value: `ping ${i}`, done: false })
+    t.equal(settled, false, `not settled while it runs (answer ${i})`)
+  }
   pidfd.sendSignal('SIGKILL')
   await exited
   t.equal(pidfd.hasExited(), true)
   await pidfd.exited() // already exited: resolves at once
-  await sleeper.gone
-  t.equal(sleeper.child.signalCode, 'SIGKILL')
+  await gone
+  t.equal(cat.signalCode, 'SIGKILL')
 })
 
 t.test('numbers work as signals and the reaping calls reach the kernel', async (t) => {
@@ -91,7 +100,7 @@ t.test('close: idempotent, dispose closes, use after close is a clear error', as
   await t.rejects(pidfd.mreleaseAsync(), CLOSED)
   await t.rejects(pidfd.exited(), CLOSED)
   await t.rejects(pidfd.withFd(async () => 1), CLOSED)
-  t.equal(sleeper.child.exitCode, null, 'nothing was signalled')
+  t.equal(await diesOf(sleeper), 'SIGTERM', 'nothing was signalled')
 })
 
 t.test('close while waiting rejects the wait and stops polling first', async (t) => {
@@ -219,7 +228,7 @@ t.test('exited() rejects when the wait cannot get a pidfd of its own', async (t)
   using pidfd = Pidfd.open(sleeper.pid)
   const exited = withFdTableFull(() => pidfd.exited())
   await t.rejects(exited, { code: 'EMFILE', syscall: 'pidfd_open', pid: sleeper.pid })
-  t.equal(sleeper.child.exitCode, null, 'nothing happened to the process')
+  t.equal(await diesOf(sleeper), 'SIGTERM', 'nothing happened to the process')
 })
 
 t.test('exited() rejects, and closes its pidfd, when libuv refuses to poll', async (t) => {
