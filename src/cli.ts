@@ -1,5 +1,5 @@
 // The pidfd-reap command line; bin/pidfd-reap only calls main().
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import { asUsage, optional, UsageError } from './cli-usage'
@@ -21,9 +21,12 @@ export const USAGE = `Usage:
   pidfd-reap kill <pid> [--chunk SIZE] [--budget SIZE] [--deadline DURATION] [--json]
   pidfd-reap features [--json]
   pidfd-reap daemon --cgroup PATH [--cgroup-pressure] [--kind some|full] [--stall DURATION]
-                    [--window DURATION] [--min-available SIZE|PERCENT%] [--max-kills N]
-                    [--chunk SIZE] [--deadline DURATION] [--dry-run] [--no-lock-memory]
-                    [--no-poll] [--fill-rate SIZE]
+                    [--window DURATION] [--min-available SIZE|PERCENT%]
+                    [--min-swap-free SIZE|PERCENT%] [--max-kills N] [--cool-down DURATION]
+                    [--max-unhelpful-kills N] [--prefer REGEX] [--avoid REGEX]
+                    [--protect-user USER]... [--protect-unit NAME]... [--chunk SIZE]
+                    [--deadline DURATION] [--dry-run] [--no-lock-memory] [--no-poll]
+                    [--fill-rate SIZE]
 ${VM_USAGE}
   pidfd-reap --help
 
@@ -55,14 +58,30 @@ Options of daemon:
   --kind some|full     the stall that counts: some task (default) or all of them
   --stall DURATION     trigger on this much stall... (default 150ms)
   --window DURATION    ...within this window, 500ms to 10s (default 1s; without
-                       CAP_SYS_RESOURCE the kernel takes only multiples of 2s)
+                       CAP_SYS_RESOURCE the kernel takes only multiples of 2s:
+                       then the next one is armed, and the start line says so)
   --min-available SIZE|PERCENT%
                        kill while MemAvailable is below this (default 10%,
-                       of MemTotal)
+                       of MemTotal); a cgroup with a memory.max or memory.high
+                       also has its own line, the percentage of its limit
+  --min-swap-free SIZE|PERCENT%
+                       ...and free swap is at most this (default 10%, of
+                       SwapTotal), as earlyoom
   --max-kills N        at most N kills per wakeup, 1 to 1000 (default 3)
+  --cool-down DURATION after a wakeup that killed, wait this long before the
+                       next kill (default 1s)
+  --max-unhelpful-kills N
+                       stop (exit 1) after N kills in a row that did not bring
+                       memory back, 1 to 1000 (default 3)
+  --prefer REGEX       kill processes whose comm or cmdline matches first
+  --avoid REGEX        ...and those that match this last
+  --protect-user USER  never kill processes of this user, a name or a UID
+                       (repeatable)
+  --protect-unit NAME  never kill processes in a cgroup of this name (a unit:
+                       sshd.service) or below it (repeatable)
   --chunk SIZE         bytes per reaping call (default ${DEFAULT_CHUNK})
   --deadline DURATION  stop reaping one victim after this long (default 1s)
-  --dry-run            log the victim it would kill, kill nothing
+  --dry-run            log the victim it would kill ("would-kill"), kill nothing
   --no-lock-memory     do not mlock() the daemon's code (by default it locks it
                        in memory, so that the pressure cannot page it out)
   --no-poll            act on PSI events only; by default it also reads
@@ -92,7 +111,8 @@ Exit status:
             passed with nothing reaped
   features  0
   daemon    0 stopped by SIGINT or SIGTERM; 1 the trigger could not be
-            armed, the cgroup could not be read, or the watch failed
+            armed, the cgroup could not be read, the watch failed, or kills
+            stopped helping
   vm        <command>'s (127: not found); 1 with a "pidfd-reap vm:" or "vm:"
             message if the guest could not be set up or went wrong (not root,
             no QEMU, no kernel source, kernel build failure, timeout, kernel
@@ -115,10 +135,21 @@ interface KillCommand {
   json: boolean
 }
 
-export interface DaemonCommand extends Required<Pick<DaemonOptions, 'cgroup' | 'cgroupPressure' | 'kind' | 'stallUs' | 'windowUs' | 'maxKills' | 'deadlineMs' | 'dryRun' | 'lockMemory' | 'poll'>> {
+export interface DaemonCommand
+  extends Required<
+    Pick<
+      DaemonOptions,
+      | 'cgroup' | 'cgroupPressure' | 'kind' | 'stallUs' | 'windowUs' | 'maxKills' | 'coolDownMs' | 'maxUnhelpfulKills'
+      | 'protectUids' | 'protectUnits' | 'deadlineMs' | 'dryRun' | 'lockMemory' | 'poll'
+    >
+  > {
   command: 'daemon'
   minAvailableBytes?: number
   minAvailablePercent?: number
+  minSwapFreeBytes?: number
+  minSwapFreePercent?: number
+  prefer?: RegExp
+  avoid?: RegExp
   chunkBytes?: number
   fillRateBytesPerSec?: number
 }
@@ -197,7 +228,14 @@ export function parseDaemonArgs(args: string[]): DaemonCommand | { command: 'hel
         stall: { type: 'string', default: '150ms' },
         window: { type: 'string', default: '1s' },
         'min-available': { type: 'string' },
+        'min-swap-free': { type: 'string' },
         'max-kills': { type: 'string', default: '3' },
+        'cool-down': { type: 'string', default: '1s' },
+        'max-unhelpful-kills': { type: 'string', default: '3' },
+        prefer: { type: 'string' },
+        avoid: { type: 'string' },
+        'protect-user': { type: 'string', multiple: true, default: [] },
+        'protect-unit': { type: 'string', multiple: true, default: [] },
         chunk: { type: 'string' },
         deadline: { type: 'string', default: '1s' },
         'dry-run': { type: 'boolean', default: false },
@@ -225,10 +263,9 @@ export function parseDaemonArgs(args: string[]): DaemonCommand | { command: 'hel
   if (stallUs < 1 || stallUs > windowMs * 1000) {
     throw new UsageError(`--stall must be more than 0 and at most the window (${values.window}); got '${values.stall}'`)
   }
-  const maxKills = values['max-kills'] as string
-  if (!/^\d+$/.test(maxKills) || Number(maxKills) < 1 || Number(maxKills) > 1000) {
-    throw new UsageError(`--max-kills must be a whole number from 1 to 1000; got '${maxKills}'`)
-  }
+  const protectUnits = values['protect-unit'] as string[]
+  const badUnit = protectUnits.find((name) => name === '' || name.includes('/'))
+  if (badUnit !== undefined) throw new UsageError(`--protect-unit must be a cgroup's name, without '/'; got '${badUnit}'`)
   return {
     command: 'daemon',
     cgroup,
@@ -236,8 +273,21 @@ export function parseDaemonArgs(args: string[]): DaemonCommand | { command: 'hel
     kind,
     stallUs,
     windowUs: Math.round(windowMs * 1000),
-    ...optional(values['min-available'], parseMinAvailable),
-    maxKills: Number(maxKills),
+    ...optional(values['min-available'], (text) => {
+      const line = parseBytesOrPercent(text, '--min-available')
+      return 'bytes' in line ? { minAvailableBytes: line.bytes } : { minAvailablePercent: line.percent }
+    }),
+    ...optional(values['min-swap-free'], (text) => {
+      const line = parseBytesOrPercent(text, '--min-swap-free')
+      return 'bytes' in line ? { minSwapFreeBytes: line.bytes } : { minSwapFreePercent: line.percent }
+    }),
+    maxKills: parseCount(values['max-kills'] as string, '--max-kills'),
+    coolDownMs: asUsage(() => parseDuration(values['cool-down'] as string, '--cool-down')),
+    maxUnhelpfulKills: parseCount(values['max-unhelpful-kills'] as string, '--max-unhelpful-kills'),
+    prefer: optional(values.prefer, (text) => parseRegExp(text, '--prefer')),
+    avoid: optional(values.avoid, (text) => parseRegExp(text, '--avoid')),
+    protectUids: (values['protect-user'] as string[]).map((text) => parseUser(text)),
+    protectUnits,
     chunkBytes: optional(values.chunk, (text) => positiveSize(text, '--chunk')),
     deadlineMs: asUsage(() => parseDuration(values.deadline as string, '--deadline')),
     dryRun: values['dry-run'] as boolean,
@@ -247,12 +297,40 @@ export function parseDaemonArgs(args: string[]): DaemonCommand | { command: 'hel
   }
 }
 
-function parseMinAvailable(text: string): { minAvailableBytes: number } | { minAvailablePercent: number } {
+/** SIZE or PERCENT%: a line in bytes, or a percentage of a total. */
+function parseBytesOrPercent(text: string, name: string): { bytes: number } | { percent: number } {
   const percent = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(text)
-  if (!percent) return { minAvailableBytes: parseSize(text, '--min-available') }
+  if (!percent) return { bytes: parseSize(text, name) }
   const value = Number(percent[1])
-  if (value > 100) throw new UsageError(`--min-available must be at most 100%; got '${text}'`)
-  return { minAvailablePercent: value }
+  if (value > 100) throw new UsageError(`${name} must be at most 100%; got '${text}'`)
+  return { percent: value }
+}
+
+function parseCount(text: string, name: string): number {
+  if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > 1000) throw new UsageError(`${name} must be a whole number from 1 to 1000; got '${text}'`)
+  return Number(text)
+}
+
+function parseRegExp(text: string, name: string): RegExp {
+  try {
+    return new RegExp(text)
+  } catch (error) {
+    throw new UsageError(`${name} must be a regular expression: ${(error as Error).message}`)
+  }
+}
+
+/** A UID, or a user name looked up in /etc/passwd. */
+export function parseUser(text: string, passwd = '/etc/passwd'): number {
+  if (/^\d+$/.test(text) && Number(text) <= 0xffffffff) return Number(text)
+  let entries: string[] = []
+  try {
+    entries = readFileSync(passwd, 'utf8').split('\n')
+  } catch {
+    // No passwd file: only UIDs.
+  }
+  const entry = entries.map((line) => line.split(':')).find((fields) => fields[0] === text && /^\d+$/.test(fields[2] ?? ''))
+  if (!entry) throw new UsageError(`--protect-user must be a user name in ${passwd} or a UID; got '${text}'`)
+  return Number(entry[2])
 }
 
 /** One clear sentence for a daemon that could not start or had to stop. */

@@ -5,11 +5,12 @@
 // and nowhere else.
 import t, { type Test } from 'tap'
 import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { describeDaemonError, main, parseCommand, parseDaemonArgs, USAGE, type DaemonCommand } from '../../src/cli'
+import { describeDaemonError, main, parseCommand, parseDaemonArgs, parseUser, USAGE, type DaemonCommand } from '../../src/cli'
 import { UsageError } from '../../src/cli-usage'
 import { pathError } from '../../src/psi'
 import { killQuietly, startBystander, startSleeper } from '../../victims'
@@ -38,6 +39,12 @@ const DEFAULTS = {
   stallUs: 150_000,
   windowUs: 1_000_000,
   maxKills: 3,
+  coolDownMs: 1000,
+  maxUnhelpfulKills: 3,
+  prefer: undefined,
+  avoid: undefined,
+  protectUids: [],
+  protectUnits: [],
   chunkBytes: undefined,
   deadlineMs: 1000,
   dryRun: false,
@@ -62,6 +69,17 @@ t.test('parseDaemonArgs: defaults, every option, and usage errors', async (t) =>
     },
   )
   t.same(parseDaemonArgs(['--cgroup', cgroup, '--min-available', '12.5%']), { ...DEFAULTS, cgroup, minAvailablePercent: 12.5 })
+  t.same(
+    parseDaemonArgs([
+      '--cgroup', cgroup, '--min-swap-free', '5%', '--cool-down', '5s', '--max-unhelpful-kills', '7', '--prefer', '^(chrome|firefox)$',
+      '--avoid', 'postgres|sshd', '--protect-user', 'root', '--protect-user', '1000', '--protect-unit', 'sshd.service', '--protect-unit', 'init.scope',
+    ]),
+    {
+      ...DEFAULTS, cgroup, minSwapFreePercent: 5, coolDownMs: 5000, maxUnhelpfulKills: 7, prefer: /^(chrome|firefox)$/, avoid: /postgres|sshd/,
+      protectUids: [0, 1000], protectUnits: ['sshd.service', 'init.scope'],
+    },
+  )
+  t.same(parseDaemonArgs(['--cgroup', cgroup, '--min-swap-free', '256M']), { ...DEFAULTS, cgroup, minSwapFreeBytes: 256 * 2 ** 20 })
   t.same(parseDaemonArgs(['--cgroup', cgroup, '--window', '500ms', '--stall', '500ms']), { ...DEFAULTS, cgroup, windowUs: 500_000, stallUs: 500_000 })
   t.same(parseCommand(['daemon', '--help']), { command: 'help' })
   const usage: [string[], RegExp][] = [
@@ -88,9 +106,29 @@ t.test('parseDaemonArgs: defaults, every option, and usage errors', async (t) =>
     [['--cgroup', cgroup, '--fill-rate', 'fast'], /--fill-rate' must be like/],
     [['--cgroup', cgroup, '--deadline', 'never'], /--deadline' must be like/],
     [['--cgroup', cgroup, '--json'], /Unknown option '--json'/],
+    [['--cgroup', cgroup, '--min-swap-free', '200%'], /^--min-swap-free must be at most 100%; got '200%'$/],
+    [['--cgroup', cgroup, '--min-swap-free', 'some'], /--min-swap-free' must be like/],
+    [['--cgroup', cgroup, '--cool-down', 'later'], /--cool-down' must be like/],
+    [['--cgroup', cgroup, '--max-unhelpful-kills', '0'], /^--max-unhelpful-kills must be a whole number from 1 to 1000; got '0'$/],
+    [['--cgroup', cgroup, '--prefer', '(chrome'], /^--prefer must be a regular expression: Invalid regular expression/],
+    [['--cgroup', cgroup, '--avoid', '[a-'], /^--avoid must be a regular expression: /],
+    [['--cgroup', cgroup, '--protect-user', 'no-such-user-here'], /^--protect-user must be a user name in \/etc\/passwd or a UID; got 'no-such-user-here'$/],
+    [['--cgroup', cgroup, '--protect-user', '99999999999'], /^--protect-user must be/],
+    [['--cgroup', cgroup, '--protect-unit', 'system.slice/sshd.service'], /^--protect-unit must be a cgroup's name, without '\/'; got 'system.slice\/sshd.service'$/],
+    [['--cgroup', cgroup, '--protect-unit', ''], /^--protect-unit must be a cgroup's name/],
     [['--cgroup'], /argument missing/],
   ]
   for (const [argv, message] of usage) t.throws(() => parseDaemonArgs(argv), { constructor: UsageError, message }, argv.join(' '))
+})
+
+t.test('parseUser: a UID, or a name from the passwd file', async (t) => {
+  const passwd = join(emptyGroup(t), 'passwd')
+  writeFileSync(passwd, 'root:x:0:0:root:/root:/bin/bash\nbroken\nalice:x:1001:1001::/home/alice:/bin/sh\n')
+  t.equal(parseUser('alice', passwd), 1001)
+  t.equal(parseUser('root', passwd), 0)
+  t.equal(parseUser('4294967295', passwd), 4294967295)
+  t.throws(() => parseUser('broken', passwd), { constructor: UsageError, message: /got 'broken'$/ }, 'a line without a UID')
+  t.throws(() => parseUser('alice', join(passwd, 'nope')), { constructor: UsageError, message: /a user name in .*nope or a UID; got 'alice'/ }, 'no passwd file: UIDs only')
 })
 
 t.test('usage errors: one line on stderr, exit 2, nothing armed, nobody killed', async (t) => {
@@ -212,6 +250,30 @@ function startBin(args: string[]) {
     until: (test: () => boolean) => new Promise<void>((resolve) => (test() ? resolve() : waiters.push({ test, resolve }))),
   }
 }
+
+const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((path) => existsSync(path))
+const noSetpriv = process.getuid!() !== 0 ? 'dropping a capability for the test needs root' : setpriv ? false : 'no setpriv (util-linux)'
+
+t.test('without CAP_SYS_RESOURCE the default trigger falls back to a 2 s window, and says so', { skip: noPsi || noSetpriv }, async (t) => {
+  // The bin under setpriv, as in a capability-bounded unit: CAP_SYS_RESOURCE
+  // is neither inherited nor in the bounding set, so root's exec does not get it.
+  const child = spawn(setpriv!, ['--inh-caps=-sys_resource', '--bounding-set=-sys_resource', process.execPath, BIN, 'daemon', '--cgroup', emptyGroup(t), '--dry-run', '--no-lock-memory'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => child.kill('SIGKILL'))
+  let stderr = ''
+  child.stderr!.on('data', (chunk) => (stderr += chunk))
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  const [first] = await Promise.race([once(createInterface({ input: child.stdout! }), 'line'), exit.then(() => [undefined])])
+  t.ok(first, `a start line (stderr: ${stderr.trim()})`)
+  t.match(JSON.parse(first as string), {
+    event: 'start',
+    trigger: 'some 300000 2000000',
+    triggerFallback: { requested: 'some 150000 1000000', reason: /without CAP_SYS_RESOURCE/ },
+    dryRun: true,
+  })
+  child.kill('SIGTERM')
+  t.equal(await exit, 0)
+  t.equal(stderr, '')
+})
 
 t.test('the bin shim: a daemon that stops cleanly on SIGINT', { skip: noPsi }, async (t) => {
   const daemon = startBin(['--cgroup', emptyGroup(t), '--window', '2s'])
