@@ -305,9 +305,11 @@ export interface DaemonOptions {
   maxKills?: number
   /**
    * After a wakeup that killed, wakeups within this many milliseconds kill
-   * nobody (default 1000): the memory of the last kill gets time to show in
-   * MemAvailable before the check, which comes every 100 ms while below the
-   * line, picks the next victim.
+   * nobody while memory is no lower than the last kill left it (default
+   * 1000): what the kill set going (its exit, reclaim) gets time to show
+   * before the check, which comes every 100 ms while below the line, picks
+   * the next victim. Memory falling further ends the cool-down: something
+   * is taking it now.
    */
   coolDownMs?: number
   /**
@@ -759,7 +761,10 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
     if (source === 'psi' || saidBelowLine !== outcome) log(line)
     saidBelowLine = outcome
   }
-  let lastKillAt = -Infinity // performance.now() when the last kill settled
+  // When the last kill settled (performance.now()) and the shortfall it left.
+  let lastKill = { at: -Infinity, neededAfter: 0 }
+  const coolingDown = (memory: MemorySnapshot): boolean =>
+    performance.now() - lastKill.at < settings.coolDownMs && shortfall(memory).neededBytes <= lastKill.neededAfter
   // Kills in a row after which the shortfall did not shrink, and what they reaped.
   const unhelpful = { kills: 0, bytesReaped: 0 }
   let stopped = false
@@ -806,7 +811,7 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
     }
     if (shortfall(memory).neededBytes <= 0) return wait('enough memory available')
     if (memory.swapFree > minSwapFree) return wait('swap above its line')
-    if (performance.now() - lastKillAt < settings.coolDownMs) return wait('cooling down after a kill')
+    if (coolingDown(memory)) return wait('cooling down after a kill')
     // Each kill ends in a decision; 'kill-another' (never while stopping) goes round again.
     let decision: Decision = 'kill-another'
     for (let kills = 1; decision === 'kill-another'; kills++) {
@@ -833,9 +838,9 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
         pidfd.close()
       }
       summary.kills++
-      lastKillAt = performance.now()
       memory = readMemory()
       const after = shortfall(memory)
+      lastKill = { at: performance.now(), neededAfter: after.neededBytes }
       if (after.neededBytes < before.neededBytes) Object.assign(unhelpful, { kills: 0, bytesReaped: 0 })
       else Object.assign(unhelpful, { kills: unhelpful.kills + 1, bytesReaped: unhelpful.bytesReaped + report.bytesReaped })
       // The bytes came back to nobody: killing more of the cgroup would not help.

@@ -885,19 +885,14 @@ t.test('swap: it kills only when free swap is at its line too, as earlyoom', asy
 t.test('a cool-down after a kill: the checks below the line wait for it, then kill again', async (t) => {
   const { victims: [a, b], proc, cgroup } = rankedSleepers(t, 60 * MiB, [900, 800])
   const killed: number[] = []
-  const r = run(
-    { cgroup, minAvailableBytes: 100 * MiB, poll: true, coolDownMs: 400, maxKills: 2 },
-    {
-      procRoot: proc.root,
-      killAndReap: async (pidfd) => {
-        killed.push(pidfd.pid)
-        writeFileSync(join(cgroup, 'cgroup.procs'), [a, b].filter((v) => !killed.includes(v.pid)).map((v) => `${v.pid}\n`).join(''))
-        // Memory comes back a little each time: the kills help, but not enough.
-        proc.setAvailable((60 + 10 * killed.length) * MiB)
-        return report(pidfd.pid, 10 * MiB)
-      },
-    },
-  )
+  const killAndReap = async (pidfd: { pid: number }): Promise<ReapReport> => {
+    killed.push(pidfd.pid)
+    writeFileSync(join(cgroup, 'cgroup.procs'), [a, b].filter((v) => !killed.includes(v.pid)).map((v) => `${v.pid}\n`).join(''))
+    // Memory comes back a little each time: the kills help, but not enough.
+    proc.setAvailable((60 + 10 * killed.length) * MiB)
+    return report(pidfd.pid, 10 * MiB)
+  }
+  const r = run({ cgroup, minAvailableBytes: 100 * MiB, poll: true, coolDownMs: 400, maxKills: 2 }, { procRoot: proc.root, killAndReap })
   await r.lineCount(2)
   t.match(r.lines[1], { event: 'kill', source: 'check', victim: { pid: a.pid }, decision: 'kill-another' })
   await r.lineCount(4)
@@ -913,6 +908,24 @@ t.test('a cool-down after a kill: the checks below the line wait for it, then ki
   t.equal(r.lines.filter((line) => line.reason === 'cooling down after a kill' && line.source === 'check').length, 1, 'the checks in the cool-down say it once')
   r.controller.abort('SIGTERM')
   t.match(await r.done, { kills: 3 })
+
+  // Memory falling below where the last kill left it ends the cool-down at once.
+  writeFileSync(join(cgroup, 'cgroup.procs'), `${a.pid}\n${b.pid}\n`)
+  killed.length = 0
+  proc.setAvailable(60 * MiB)
+  const r2 = run({ cgroup, minAvailableBytes: 100 * MiB, maxKills: 1, coolDownMs: 3_600_000 }, { procRoot: proc.root, killAndReap })
+  r2.watcher.fire()
+  await r2.lineCount(2)
+  t.match(r2.lines[1], { event: 'kill', victim: { pid: a.pid }, neededBytes: 40 * MiB, neededBytesAfter: 30 * MiB })
+  r2.watcher.fire()
+  await r2.lineCount(3)
+  t.match(r2.lines[2], { event: 'pressure', reason: 'cooling down after a kill' }, 'memory where the kill left it: an hour of cool-down')
+  proc.setAvailable(65 * MiB)
+  r2.watcher.fire()
+  await r2.lineCount(4)
+  t.match(r2.lines[3], { event: 'kill', victim: { pid: b.pid }, neededBytes: 35 * MiB }, 'memory lower than the kill left it: it kills at once')
+  r2.controller.abort('SIGTERM')
+  t.match(await r2.done, { kills: 2 })
 })
 
 t.test('kills that do not bring memory back: it stops and says why', async (t) => {
