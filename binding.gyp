@@ -12,6 +12,7 @@
             "native/async_calls.cc",
             "native/reap_job.cc",
             "native/psi.cc",
+            "native/sd_notify.cc",
             "native/glibc_compat.c"
           ],
           "dependencies": [
