@@ -26,7 +26,7 @@ export const USAGE = `Usage:
                     [--max-unhelpful-kills N] [--prefer REGEX] [--avoid REGEX]
                     [--protect-user USER]... [--protect-unit NAME]... [--chunk SIZE]
                     [--deadline DURATION] [--dry-run] [--no-lock-memory] [--no-poll]
-                    [--fill-rate SIZE]
+                    [--fill-rate SIZE] [--on-kill CMD]
 ${VM_USAGE}
   pidfd-reap --help
 
@@ -89,6 +89,9 @@ Options of daemon:
   --fill-rate SIZE     the fastest memory is assumed to fill, per second: the
                        next check comes before it could reach the line
                        (default 6000M)
+  --on-kill CMD        run CMD with /bin/sh after each kill (and each would-kill
+                       of a dry run), not waited for; it gets PIDFD_REAP_EVENT,
+                       _PID, _COMM, _CGROUP, _BYTES_REAPED and _LINE (the JSON)
 
 Options of vm:
   --debug              boot the debug kernel (lockdep, KASAN, ...; default --mem 5G)
@@ -144,6 +147,7 @@ export interface DaemonCommand
     >
   > {
   command: 'daemon'
+  onKill?: string
   minAvailableBytes?: number
   minAvailablePercent?: number
   minSwapFreeBytes?: number
@@ -242,12 +246,15 @@ export function parseDaemonArgs(args: string[]): DaemonCommand | { command: 'hel
         'no-lock-memory': { type: 'boolean', default: false },
         'no-poll': { type: 'boolean', default: false },
         'fill-rate': { type: 'string' },
+        'on-kill': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }),
   )
   if (values.help) return { command: 'help' }
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`)
+  const onKill = values['on-kill'] as string | undefined
+  if (onKill !== undefined && onKill.trim() === '') throw new UsageError('--on-kill must be a command')
   const cgroup = values.cgroup as string | undefined
   if (cgroup === undefined) throw new UsageError('daemon needs --cgroup PATH')
   if (cgroup === '' || !existsSync(`${cgroup}/cgroup.procs`)) {
@@ -294,6 +301,7 @@ export function parseDaemonArgs(args: string[]): DaemonCommand | { command: 'hel
     lockMemory: !(values['no-lock-memory'] as boolean),
     poll: !(values['no-poll'] as boolean),
     fillRateBytesPerSec: optional(values['fill-rate'], (text) => positiveSize(text, '--fill-rate')),
+    ...(onKill !== undefined && { onKill }),
   }
 }
 
@@ -475,23 +483,24 @@ async function daemon(command: DaemonCommand, io: CliIo): Promise<number> {
   process.on('SIGINT', onSigint)
   process.on('SIGTERM', onSigterm)
   let summary: DaemonSummary
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { daemonService, isJournalStream } = require('./daemon-service') as typeof import('./daemon-service')
+  const { onKill, ...options } = command
+  const service = daemonService(io, { env: process.env, journal: isJournalStream(process.env, 1), onKill })
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { runPressureDaemon } = require('./daemon') as typeof import('./daemon')
-    summary = await runPressureDaemon({
-      ...command,
-      signal: controller.signal,
-      log: (line) => io.stdout.write(`${JSON.stringify(line)}\n`),
-    })
+    summary = await runPressureDaemon({ ...options, signal: controller.signal, log: service.log })
   } catch (error) {
-    io.stderr.write(`pidfd-reap: ${describeDaemonError(error as Error, command)}\n`)
+    service.error(describeDaemonError(error as Error, command))
     return 1
   } finally {
+    service.close()
     process.off('SIGINT', onSigint)
     process.off('SIGTERM', onSigterm)
   }
   if (!summary.error) return 0
-  io.stderr.write(`pidfd-reap: daemon stopped: ${describeDaemonError(summary.error, command)}\n`)
+  service.error(`daemon stopped: ${describeDaemonError(summary.error, command)}`)
   return 1
 }
 
