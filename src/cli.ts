@@ -1,7 +1,7 @@
 // The pidfd-reap command line; bin/pidfd-reap only calls main().
 import { existsSync, readFileSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
-import { parseArgs } from 'node:util'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { asUsage, optional, UsageError } from './cli-usage'
 // Only the types: the addon is loaded by the commands that make system calls
 // (see kill and showFeatures), so --help, usage errors and vm work where it
@@ -20,15 +20,19 @@ const DEFAULT_CHUNK = '16 MiB'
 export const USAGE = `Usage:
   pidfd-reap kill <pid> [--chunk SIZE] [--budget SIZE] [--deadline DURATION] [--json]
   pidfd-reap features [--json]
-  pidfd-reap daemon --cgroup PATH [--cgroup-pressure] [--kind some|full] [--stall DURATION]
-                    [--window DURATION] [--min-available SIZE|PERCENT%]
-                    [--min-swap-free SIZE|PERCENT%] [--max-kills N] [--cool-down DURATION]
-                    [--max-unhelpful-kills N] [--prefer REGEX] [--avoid REGEX]
-                    [--protect-user USER]... [--protect-unit NAME]... [--chunk SIZE]
-                    [--deadline DURATION] [--dry-run] [--no-lock-memory] [--no-poll]
-                    [--fill-rate SIZE] [--on-kill CMD]
+  pidfd-reap daemon [--config FILE] --cgroup PATH [--cgroup-pressure]
+                    [--kind some|full] [--stall DURATION] [--window DURATION]
+                    [--min-available SIZE|PERCENT%]
+                    [--min-swap-free SIZE|PERCENT%] [--max-kills N]
+                    [--cool-down DURATION] [--max-unhelpful-kills N]
+                    [--prefer REGEX] [--avoid REGEX] [--protect-user USER]...
+                    [--protect-unit NAME]... [--chunk SIZE]
+                    [--deadline DURATION] [--dry-run] [--no-lock-memory]
+                    [--no-poll] [--fill-rate SIZE] [--on-kill CMD]
+  pidfd-reap daemon --version
 ${VM_USAGE}
   pidfd-reap --help
+  pidfd-reap --version
 
 kill      send SIGKILL to <pid> through a pidfd, then free its memory right away
           (try_reap_dying_process on patched kernels, else process_mrelease)
@@ -38,7 +42,10 @@ daemon    an example memory-pressure daemon: on each PSI memory trigger
           finds it below the line, kill the process with the highest
           oom_score in the cgroup PATH (or a group below it) and reap it,
           again while MemAvailable stays below the line; one JSON line per
-          decision on stdout; stops on SIGINT or SIGTERM
+          decision on stdout; stops on SIGINT or SIGTERM, reloads its
+          --config FILE and its options on SIGHUP; under systemd it
+          notifies (sd_notify) and its lines carry syslog priorities
+          (examples/systemd/pidfd-reap.service)
 vm        run <command> as root in a QEMU guest booted on the patched kernel
           (built once from Debian's linux-source-6.12, cached in
           /var/cache/pidfd-reap), with your project (the nearest directory
@@ -52,6 +59,9 @@ Options of kill:
   --json               print a JSON report instead of progress lines
 
 Options of daemon:
+  --config FILE        options from FILE, one a line: the name without --, then
+                       the value unless it is a flag ("cgroup /sys/fs/cgroup/x",
+                       "dry-run"; # comments); the command line wins
   --cgroup PATH        the cgroup directory whose processes may be killed (required;
                        nothing outside it is ever signalled)
   --cgroup-pressure    watch PATH/memory.pressure (cgroup v2) instead of the system's
@@ -115,7 +125,7 @@ Exit status:
   features  0
   daemon    0 stopped by SIGINT or SIGTERM; 1 the trigger could not be
             armed, the cgroup could not be read, the watch failed, or kills
-            stopped helping
+            stopped helping (also after a reload)
   vm        <command>'s (127: not found); 1 with a "pidfd-reap vm:" or "vm:"
             message if the guest could not be set up or went wrong (not root,
             no QEMU, no kernel source, kernel build failure, timeout, kernel
@@ -158,7 +168,7 @@ export interface DaemonCommand
   fillRateBytesPerSec?: number
 }
 
-type Command = KillCommand | DaemonCommand | VmCommand | { command: 'features'; json: boolean } | { command: 'help' }
+type Command = KillCommand | DaemonCommand | VmCommand | { command: 'features'; json: boolean } | { command: 'help' } | { command: 'version' }
 
 /** Parses argv (without node and the script); throws UsageError. */
 export function parseCommand(argv: string[]): Command {
@@ -175,12 +185,14 @@ export function parseCommand(argv: string[]): Command {
         budget: { type: 'string' },
         deadline: { type: 'string' },
         json: { type: 'boolean', default: false },
+        version: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }),
   )
   const { values, positionals } = parsed
   if (values.help) return { command: 'help' }
+  if (values.version) return { command: 'version' }
   const [command, ...rest] = positionals
   const json = values.json as boolean
   if (command === 'features') {
@@ -218,39 +230,75 @@ function positiveSize(text: string, name: string): number {
 
 const PSI_WINDOW_MS = { min: 500, max: 10_000 }
 
-/** Parses what follows `daemon`. Throws UsageError. */
-export function parseDaemonArgs(args: string[]): DaemonCommand | { command: 'help' } {
-  const { values, positionals } = asUsage(() =>
-    parseArgs({
-      args,
-      strict: true,
-      allowPositionals: true,
-      options: {
-        cgroup: { type: 'string' },
-        'cgroup-pressure': { type: 'boolean', default: false },
-        kind: { type: 'string', default: 'some' },
-        stall: { type: 'string', default: '150ms' },
-        window: { type: 'string', default: '1s' },
-        'min-available': { type: 'string' },
-        'min-swap-free': { type: 'string' },
-        'max-kills': { type: 'string', default: '3' },
-        'cool-down': { type: 'string', default: '1s' },
-        'max-unhelpful-kills': { type: 'string', default: '3' },
-        prefer: { type: 'string' },
-        avoid: { type: 'string' },
-        'protect-user': { type: 'string', multiple: true, default: [] },
-        'protect-unit': { type: 'string', multiple: true, default: [] },
-        chunk: { type: 'string' },
-        deadline: { type: 'string', default: '1s' },
-        'dry-run': { type: 'boolean', default: false },
-        'no-lock-memory': { type: 'boolean', default: false },
-        'no-poll': { type: 'boolean', default: false },
-        'fill-rate': { type: 'string' },
-        'on-kill': { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    }),
-  )
+// The daemon's options: its command line, and the names a --config file may use.
+const DAEMON_OPTIONS = {
+  cgroup: { type: 'string' },
+  'cgroup-pressure': { type: 'boolean', default: false },
+  kind: { type: 'string', default: 'some' },
+  stall: { type: 'string', default: '150ms' },
+  window: { type: 'string', default: '1s' },
+  'min-available': { type: 'string' },
+  'min-swap-free': { type: 'string' },
+  'max-kills': { type: 'string', default: '3' },
+  'cool-down': { type: 'string', default: '1s' },
+  'max-unhelpful-kills': { type: 'string', default: '3' },
+  prefer: { type: 'string' },
+  avoid: { type: 'string' },
+  'protect-user': { type: 'string', multiple: true, default: [] },
+  'protect-unit': { type: 'string', multiple: true, default: [] },
+  chunk: { type: 'string' },
+  deadline: { type: 'string', default: '1s' },
+  'dry-run': { type: 'boolean', default: false },
+  'no-lock-memory': { type: 'boolean', default: false },
+  'no-poll': { type: 'boolean', default: false },
+  'fill-rate': { type: 'string' },
+  'on-kill': { type: 'string' },
+  config: { type: 'string' },
+  version: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const satisfies NonNullable<ParseArgsConfig['options']>
+/** What a config file may not set: it is read once, from the command line. */
+const COMMAND_LINE_ONLY = new Set(['config', 'version', 'help'])
+
+/**
+ * The options of a --config file as arguments: one option a line, its name
+ * without "--", then its value (the rest of the line) unless it is a flag;
+ * blank lines and lines starting with "#" are skipped. Throws UsageError
+ * naming the file and the line.
+ */
+export function readDaemonConfig(path: string): string[] {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (error) {
+    throw new UsageError(`--config: cannot read '${path}' (${(error as NodeJS.ErrnoException).code})`)
+  }
+  const args: string[] = []
+  text.split('\n').forEach((raw, index) => {
+    const line = raw.trim()
+    if (line === '' || line.startsWith('#')) return
+    const [, name, value] = /^(\S+)(?:\s+(.*))?$/.exec(line)!
+    const where = `${path}:${index + 1}`
+    const option = Object.hasOwn(DAEMON_OPTIONS, name) && !COMMAND_LINE_ONLY.has(name) ? DAEMON_OPTIONS[name as keyof typeof DAEMON_OPTIONS] : undefined
+    if (option === undefined) throw new UsageError(`${where}: unknown option '${name}'`)
+    if (option.type === 'boolean') {
+      if (value !== undefined) throw new UsageError(`${where}: '${name}' takes no value`)
+      args.push(`--${name}`)
+    } else {
+      if (value === undefined) throw new UsageError(`${where}: '${name}' needs a value`)
+      args.push(`--${name}=${value}`)
+    }
+  })
+  return args
+}
+
+/** Parses what follows `daemon`, after the options of --config FILE if given (the command line wins). Throws UsageError. */
+export function parseDaemonArgs(args: string[]): DaemonCommand | { command: 'help' } | { command: 'version' } {
+  const parse = (all: string[]) => asUsage(() => parseArgs({ args: all, strict: true, allowPositionals: true, options: DAEMON_OPTIONS }))
+  let { values, positionals } = parse(args)
+  if (values.help) return { command: 'help' }
+  if (values.version) return { command: 'version' }
+  if (values.config !== undefined) ({ values, positionals } = parse([...readDaemonConfig(values.config), ...args]))
   if (values.help) return { command: 'help' }
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`)
   const onKill = values['on-kill'] as string | undefined
@@ -455,6 +503,12 @@ async function kill(command: KillCommand, io: CliIo): Promise<number> {
   return exitStatus(report)
 }
 
+/** The version in package.json: ../package.json from src/ (the tests) and from dist/ alike. */
+export function packageVersion(): string {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('../package.json') as { version: string }).version
+}
+
 /** Runs the CLI; resolves with the exit status. */
 export async function main(argv: string[], io: CliIo = process): Promise<number> {
   let command: Command
@@ -469,28 +523,58 @@ export async function main(argv: string[], io: CliIo = process): Promise<number>
     io.stdout.write(USAGE)
     return 0
   }
+  if (command.command === 'version') {
+    io.stdout.write(`pidfd-reap ${packageVersion()}\n`)
+    return 0
+  }
   if (command.command === 'vm') return runVm(command, io.stderr)
   if (command.command === 'features') return showFeatures(command.json, io)
-  if (command.command === 'daemon') return daemon(command, io)
+  if (command.command === 'daemon') return daemon(command, argv.slice(1), io)
   return kill(command, io)
 }
 
-/** Runs the daemon until SIGINT or SIGTERM (0), or until it fails (1). */
-async function daemon(command: DaemonCommand, io: CliIo): Promise<number> {
-  const controller = new AbortController()
-  const onSigint = (): void => controller.abort('SIGINT')
-  const onSigterm = (): void => controller.abort('SIGTERM')
-  process.on('SIGINT', onSigint)
-  process.on('SIGTERM', onSigterm)
-  let summary: DaemonSummary
+/**
+ * Runs the daemon until SIGINT or SIGTERM (0), or until it fails (1). On
+ * SIGHUP it parses `args` again (with its --config file): if they are good,
+ * the running daemon stops (a kill in progress settles) and one with the new
+ * options starts; if not, it says why and runs on as it was.
+ */
+async function daemon(first: DaemonCommand, args: string[], io: CliIo): Promise<number> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { runPressureDaemon } = require('./daemon') as typeof import('./daemon')
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { daemonService, isJournalStream } = require('./daemon-service') as typeof import('./daemon-service')
-  const { onKill, ...options } = command
-  const service = daemonService(io, { env: process.env, journal: isJournalStream(process.env, 1), onKill })
+  const journal = isJournalStream(process.env, 1)
+  let command = first
+  let next: DaemonCommand | undefined
+  let run = new AbortController()
+  const serve = ({ onKill }: DaemonCommand) => daemonService(io, { env: process.env, journal, onKill })
+  let service = serve(command)
+  const onSigint = (): void => run.abort('SIGINT')
+  const onSigterm = (): void => run.abort('SIGTERM')
+  const onSighup = (): void => {
+    try {
+      // The same arguments parsed to a daemon command at the start: only the file can have changed.
+      next = parseDaemonArgs(args) as DaemonCommand
+      run.abort('SIGHUP')
+    } catch (error) {
+      service.error(`reload: ${(error as Error).message}; running on as before`)
+    }
+  }
+  process.on('SIGINT', onSigint)
+  process.on('SIGTERM', onSigterm)
+  process.on('SIGHUP', onSighup)
+  let summary: DaemonSummary
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { runPressureDaemon } = require('./daemon') as typeof import('./daemon')
-    summary = await runPressureDaemon({ ...options, signal: controller.signal, log: service.log })
+    for (;;) {
+      summary = await runPressureDaemon({ ...command, signal: run.signal, log: service.log })
+      service.close()
+      if (summary.reason !== 'SIGHUP' || next === undefined) break
+      command = next
+      next = undefined
+      run = new AbortController()
+      service = serve(command)
+    }
   } catch (error) {
     service.error(describeDaemonError(error as Error, command))
     return 1
@@ -498,6 +582,7 @@ async function daemon(command: DaemonCommand, io: CliIo): Promise<number> {
     service.close()
     process.off('SIGINT', onSigint)
     process.off('SIGTERM', onSigterm)
+    process.off('SIGHUP', onSighup)
   }
   if (!summary.error) return 0
   service.error(`daemon stopped: ${describeDaemonError(summary.error, command)}`)

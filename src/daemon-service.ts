@@ -108,7 +108,8 @@ export function daemonService(io: { stdout: Output; stderr: Output }, options: S
         notify(`STATUS=last kill: ${line.victim.pid} (${line.victim.comm}), ${line.bytesReaped} bytes reaped, ${line.decision}`)
       } else if (line.event === 'stop') {
         close()
-        notify(`STOPPING=1\nSTATUS=stopped: ${line.reason}`)
+        // A stop for SIGHUP is a reload: READY=1 follows with the new start line.
+        notify(line.reason === 'SIGHUP' ? 'RELOADING=1\nSTATUS=reloading' : `STOPPING=1\nSTATUS=stopped: ${line.reason}`)
       }
       if (onKill !== undefined && (line.event === 'kill' || line.event === 'would-kill')) runHook(line)
     },

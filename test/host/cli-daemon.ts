@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { describeDaemonError, main, parseCommand, parseDaemonArgs, parseUser, USAGE, type DaemonCommand } from '../../src/cli'
+import { describeDaemonError, main, packageVersion, parseCommand, parseDaemonArgs, parseUser, readDaemonConfig, USAGE, type DaemonCommand } from '../../src/cli'
 import { UsageError } from '../../src/cli-usage'
 import { pathError } from '../../src/psi'
 import { killQuietly, startBystander, startSleeper } from '../../victims'
@@ -151,8 +151,8 @@ t.test('usage errors: one line on stderr, exit 2, nothing armed, nobody killed',
 })
 
 t.test('--help documents the daemon and its exit statuses', async (t) => {
-  t.match(USAGE, /pidfd-reap daemon --cgroup PATH/)
-  t.match(USAGE, /Options of daemon:\n {2}--cgroup PATH/)
+  t.match(USAGE, /pidfd-reap daemon \[--config FILE\] --cgroup PATH/)
+  t.match(USAGE, /Options of daemon:\n {2}--config FILE/)
   t.match(USAGE, /--stall DURATION .*\(default 150ms\)/)
   t.match(USAGE, /--window DURATION .*\(default 1s;/)
   t.match(USAGE, /--max-kills N .*\(default 3\)/)
@@ -316,4 +316,89 @@ t.test('real pressure: the daemon kills in its cgroup, and nowhere else', { skip
   t.match(daemon.lines[0], { poll: false })
   t.equal(bystander.child.exitCode ?? bystander.child.signalCode, null, 'the bystander outside the cgroup is alive')
   t.match(daemon.lines.at(-1), { event: 'stop', reason: 'SIGTERM' })
+})
+
+t.test('--config FILE: one option a line, the command line wins', async (t) => {
+  const cgroup = emptyGroup(t)
+  const config = join(cgroup, 'daemon.conf')
+  writeFileSync(
+    config,
+    [
+      '# the workload',
+      `cgroup ${cgroup}`,
+      '',
+      '  max-kills 5  ',
+      'min-available 12%',
+      'protect-unit sshd.service',
+      'on-kill logger -t pidfd-reap "killed $PIDFD_REAP_PID"',
+      'dry-run',
+    ].join('\n'),
+  )
+  t.same(readDaemonConfig(config), [`--cgroup=${cgroup}`, '--max-kills=5', '--min-available=12%', '--protect-unit=sshd.service', '--on-kill=logger -t pidfd-reap "killed $PIDFD_REAP_PID"', '--dry-run'])
+  t.same(parseDaemonArgs(['--config', config]), {
+    ...DEFAULTS, cgroup, maxKills: 5, minAvailablePercent: 12, protectUnits: ['sshd.service'], dryRun: true, onKill: 'logger -t pidfd-reap "killed $PIDFD_REAP_PID"',
+  })
+  t.match(
+    parseDaemonArgs(['--config', config, '--max-kills', '2', '--protect-unit', 'init.scope']),
+    { maxKills: 2, protectUnits: ['sshd.service', 'init.scope'] },
+    'a flag wins over the file; repeatable options add up',
+  )
+  const bad: [string, RegExp][] = [
+    ['bogus 1', /daemon\.conf:1: unknown option 'bogus'$/],
+    ['config other.conf', /daemon\.conf:1: unknown option 'config'$/],
+    ['help', /unknown option 'help'$/],
+    ['# fine\ndry-run yes', /daemon\.conf:2: 'dry-run' takes no value$/],
+    ['cgroup', /daemon\.conf:1: 'cgroup' needs a value$/],
+    ['toString', /unknown option 'toString'$/],
+    [`cgroup ${cgroup}\nmax-kills many`, /^--max-kills must be a whole number/],
+  ]
+  for (const [text, message] of bad) {
+    writeFileSync(config, text)
+    t.throws(() => parseDaemonArgs(['--config', config]), { constructor: UsageError, message }, text)
+  }
+  t.throws(() => parseDaemonArgs(['--config', join(cgroup, 'nope.conf')]), { constructor: UsageError, message: /^--config: cannot read '.*nope\.conf' \(ENOENT\)$/ })
+  const io = fakeIo()
+  t.equal(await main(['daemon', '--config', join(cgroup, 'nope.conf')], io), 2, 'a usage error: exit 2')
+})
+
+t.test('--version, of the command and of the daemon', async (t) => {
+  const { version } = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8'))
+  t.equal(packageVersion(), version)
+  for (const argv of [['--version'], ['daemon', '--version']]) {
+    const io = fakeIo()
+    t.equal(await main(argv, io), 0)
+    t.equal(io.out, `pidfd-reap ${version}\n`, argv.join(' '))
+  }
+  t.match(USAGE, /pidfd-reap daemon --version/)
+  t.match(USAGE, /--config FILE {8}options from FILE/)
+})
+
+t.test('SIGHUP reloads the config file: the new options, or why not and the old ones', { skip: noPsi }, async (t) => {
+  const cgroup = emptyGroup(t)
+  const config = join(cgroup, 'daemon.conf')
+  writeFileSync(config, 'min-available 1%\nmax-kills 1\n')
+  const io = fakeIo()
+  const lines = () => io.out.trim().split('\n').map((line) => JSON.parse(line))
+  const hup = process.listenerCount('SIGHUP')
+  const status = main(['daemon', '--config', config, '--cgroup', cgroup, '--window', '2s', '--no-lock-memory'], io)
+  const until = async (test: () => boolean) => {
+    while (!test()) await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  await until(() => io.out.includes('"start"'))
+  t.equal(process.listenerCount('SIGHUP'), hup + 1, 'a SIGHUP listener while it runs')
+  writeFileSync(config, 'min-available 2%\nmax-kills 4\n')
+  process.emit('SIGHUP', 'SIGHUP')
+  await until(() => lines().length === 3)
+  t.match(lines(), [{ event: 'start', maxKills: 1 }, { event: 'stop', reason: 'SIGHUP' }, { event: 'start', maxKills: 4 }])
+  t.ok(lines()[2].minAvailable > lines()[0].minAvailable, 'the new line')
+  writeFileSync(config, 'max-kills none\n')
+  process.emit('SIGHUP', 'SIGHUP')
+  t.equal(io.err, "pidfd-reap: reload: --max-kills must be a whole number from 1 to 1000; got 'none'; running on as before\n")
+  t.equal(lines().length, 3, 'the daemon runs on')
+  // A reload to options that cannot be armed ends the daemon: exit 1.
+  writeFileSync(config, 'cgroup-pressure\n')
+  process.emit('SIGHUP', 'SIGHUP')
+  t.equal(await status, 1)
+  t.match(io.err, /\npidfd-reap: no pressure file .*memory\.pressure: .*\n$/)
+  t.equal(process.listenerCount('SIGHUP'), hup, 'and none after')
 })

@@ -74,6 +74,14 @@ t.test('sd_notify: a socket that fails is said once, and the daemon runs on', as
   t.equal(io.out.split('\n').length, 4, 'the three lines were written')
 })
 
+t.test('a stop for SIGHUP is a reload: RELOADING=1, not STOPPING=1', { skip: noPython }, async (t) => {
+  const notify = await listen(t)
+  const service = daemonService(fakeIo(), { env: { NOTIFY_SOCKET: notify.socket }, journal: false })
+  service.log({ ...stop, reason: 'SIGHUP' } as DaemonLogLine)
+  await notify.until((got) => got.length === 1)
+  t.same(notify.received, ['RELOADING=1\nSTATUS=reloading'])
+})
+
 t.test('the bin under a notify socket: READY=1 once armed, WATCHDOG=1, STOPPING=1; journald prefixes', { skip: noPsi || noPython }, async (t) => {
   const notify = await listen(t)
   const dir = tempDir(t)
