@@ -29,6 +29,7 @@ export const USAGE = `Usage:
                     [--protect-unit NAME]... [--chunk SIZE]
                     [--deadline DURATION] [--dry-run] [--no-lock-memory]
                     [--no-poll] [--fill-rate SIZE] [--on-kill CMD]
+                    [--metrics HOST:PORT]
   pidfd-reap daemon --version
 ${VM_USAGE}
   pidfd-reap --help
@@ -102,6 +103,9 @@ Options of daemon:
   --on-kill CMD        run CMD with /bin/sh after each kill (and each would-kill
                        of a dry run), not waited for; it gets PIDFD_REAP_EVENT,
                        _PID, _COMM, _CGROUP, _BYTES_REAPED and _LINE (the JSON)
+  --metrics HOST:PORT  serve Prometheus text on http://HOST:PORT/metrics (kills,
+                       bytes reaped, reaping time, wakeups, decisions,
+                       MemAvailable, the daemon's RSS and locked bytes)
 
 Options of vm:
   --debug              boot the debug kernel (lockdep, KASAN, ...; default --mem 5G)
@@ -158,6 +162,8 @@ export interface DaemonCommand
   > {
   command: 'daemon'
   onKill?: string
+  /** Where to serve Prometheus metrics (--metrics HOST:PORT). */
+  metrics?: { host: string; port: number }
   minAvailableBytes?: number
   minAvailablePercent?: number
   minSwapFreeBytes?: number
@@ -253,6 +259,7 @@ const DAEMON_OPTIONS = {
   'no-poll': { type: 'boolean', default: false },
   'fill-rate': { type: 'string' },
   'on-kill': { type: 'string' },
+  metrics: { type: 'string' },
   config: { type: 'string' },
   version: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
@@ -350,7 +357,16 @@ export function parseDaemonArgs(args: string[]): DaemonCommand | { command: 'hel
     poll: !(values['no-poll'] as boolean),
     fillRateBytesPerSec: optional(values['fill-rate'], (text) => positiveSize(text, '--fill-rate')),
     ...(onKill !== undefined && { onKill }),
+    ...optional(values.metrics, (text) => ({ metrics: parseListenAddress(text) })),
   }
+}
+
+/** HOST:PORT ([::1]:9101 for IPv6), or throws a UsageError saying what is wrong. */
+export function parseListenAddress(text: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text)
+  const port = Number(match?.[3])
+  if (!match || port > 65535) throw new UsageError(`--metrics must be HOST:PORT (127.0.0.1:9101, [::1]:9101); got '${text}'`)
+  return { host: match[1] ?? match[2], port }
 }
 
 /** SIZE or PERCENT%: a line in bytes, or a percentage of a total. */
@@ -545,6 +561,21 @@ async function daemon(first: DaemonCommand, args: string[], io: CliIo): Promise<
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { daemonService, isJournalStream } = require('./daemon-service') as typeof import('./daemon-service')
   const journal = isJournalStream(process.env, 1)
+  // The metrics outlive reloads: served where the first command said.
+  let metrics: { server: import('node:http').Server; url: string; counts: import('./daemon-metrics').DaemonMetrics } | undefined
+  if (first.metrics) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { DaemonMetrics, serveMetrics } = require('./daemon-metrics') as typeof import('./daemon-metrics')
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { stats } = require('./syscalls') as typeof import('./syscalls')
+    const counts = new DaemonMetrics({ procRoot: '/proc', vmstat: () => stats() })
+    try {
+      metrics = { ...(await serveMetrics(counts, first.metrics.host, first.metrics.port)), counts }
+    } catch (error) {
+      io.stderr.write(`pidfd-reap: cannot serve metrics on ${first.metrics.host}:${first.metrics.port}: ${(error as Error).message}\n`)
+      return 1
+    }
+  }
   let command = first
   let next: DaemonCommand | undefined
   let run = new AbortController()
@@ -567,7 +598,16 @@ async function daemon(first: DaemonCommand, args: string[], io: CliIo): Promise<
   let summary: DaemonSummary
   try {
     for (;;) {
-      summary = await runPressureDaemon({ ...command, signal: run.signal, log: service.log })
+      const { log } = service
+      summary = await runPressureDaemon({
+        ...command,
+        signal: run.signal,
+        log: (line) => {
+          metrics?.counts.observe(line)
+          log(line.event === 'start' && metrics ? { ...line, metrics: metrics.url } : line)
+        },
+        onWakeup: (source) => metrics?.counts.wakeup(source),
+      })
       service.close()
       if (summary.reason !== 'SIGHUP' || next === undefined) break
       command = next
@@ -580,6 +620,7 @@ async function daemon(first: DaemonCommand, args: string[], io: CliIo): Promise<
     return 1
   } finally {
     service.close()
+    metrics?.server.close()
     process.off('SIGINT', onSigint)
     process.off('SIGTERM', onSigterm)
     process.off('SIGHUP', onSighup)

@@ -191,14 +191,17 @@ export function readMeminfo(field: string, procRoot = '/proc'): number {
   return requiredField(readFileSync(join(procRoot, 'meminfo'), 'utf8'), field, procRoot)
 }
 
-/** A field of the text of /proc/meminfo in bytes, or undefined when it is not there (SwapTotal without CONFIG_SWAP). */
-function meminfoField(text: string, field: string): number | undefined {
+/**
+ * @internal A "Name:   N kB" field (of /proc/meminfo, /proc/<pid>/status) in
+ * bytes, or undefined when it is not there (SwapTotal without CONFIG_SWAP).
+ */
+export function kibibyteField(text: string, field: string): number | undefined {
   const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(text)
   return match ? Number(match[1]) * 1024 : undefined
 }
 
 function requiredField(text: string, field: string, procRoot: string): number {
-  const value = meminfoField(text, field)
+  const value = kibibyteField(text, field)
   if (value === undefined) throw invalidArgValue('field', field, `is not in ${join(procRoot, 'meminfo')}`)
   return value
 }
@@ -357,6 +360,8 @@ export interface DaemonOptions {
   signal?: AbortSignal
   /** Gets each decision (default: one JSON line on stdout). */
   log?: (line: DaemonLogLine) => void
+  /** Called at each wakeup, with what woke the daemon (metrics count them). */
+  onWakeup?: (source: 'psi' | 'check') => void
 }
 
 export type Decision = 'kill-another' | 'wait'
@@ -403,6 +408,8 @@ export interface DaemonStartLine extends LineBase {
   memoryLocked: boolean
   lockedBytes?: number
   lockError?: string
+  /** Where the CLI serves its Prometheus metrics (--metrics), when it does. */
+  metrics?: string
 }
 
 /** What every line about a wakeup says. */
@@ -538,6 +545,7 @@ interface Settings {
   lockMemory: boolean
   signal: AbortSignal | undefined
   log: (line: DaemonLogLine) => void
+  onWakeup: (source: 'psi' | 'check') => void
 }
 
 const MiB = 2 ** 20
@@ -642,6 +650,7 @@ function parseDaemonOptions(options: unknown): Settings {
       raw.log === undefined
         ? (line) => process.stdout.write(`${JSON.stringify(line)}\n`)
         : (validateFunction(raw.log, 'options.log') as (line: DaemonLogLine) => void),
+    onWakeup: raw.onWakeup === undefined ? () => {} : (validateFunction(raw.onWakeup, 'options.onWakeup') as Settings['onWakeup']),
   }
 }
 
@@ -693,11 +702,11 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
   // One read of /proc/meminfo per look at the memory; swap fields are absent without CONFIG_SWAP.
   const readMemory = (): MemorySnapshot => {
     const text = readFileSync(join(procRoot, 'meminfo'), 'utf8')
-    return { memAvailable: requiredField(text, 'MemAvailable', procRoot), swapFree: meminfoField(text, 'SwapFree') ?? 0, cgroupMemory: readCgroupMemory(cgroup) }
+    return { memAvailable: requiredField(text, 'MemAvailable', procRoot), swapFree: kibibyteField(text, 'SwapFree') ?? 0, cgroupMemory: readCgroupMemory(cgroup) }
   }
   const meminfo = readFileSync(join(procRoot, 'meminfo'), 'utf8')
   const memTotal = requiredField(meminfo, 'MemTotal', procRoot)
-  const swapTotal = meminfoField(meminfo, 'SwapTotal') ?? 0
+  const swapTotal = kibibyteField(meminfo, 'SwapTotal') ?? 0
   const minAvailable = settings.minAvailableBytes ?? Math.floor((memTotal * settings.minAvailablePercent) / 100)
   const minSwapFree = settings.minSwapFreeBytes ?? Math.floor((swapTotal * settings.minSwapFreePercent) / 100)
   const cgroupLine = (memory: CgroupMemory): number => Math.floor((memory.limit * settings.minAvailablePercent) / 100)
@@ -905,6 +914,7 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
     if (belowLines(memory)) {
       if (!busy) {
         summary.checks++
+        settings.onWakeup('check')
         wake({ source: 'check', pressure: readPressureQuietly(watcher.path), memory })
       }
     } else {
@@ -916,6 +926,7 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
   watcher.on('pressure', (event) => {
     if (stopped) return
     summary.events++
+    settings.onWakeup('psi')
     wake({ source: 'psi', pressure: event.pressure })
   })
   watcher.on('error', (error) => {
