@@ -164,14 +164,23 @@ export interface PickedVictim {
  * reuses its pid.)
  */
 export function pickVictim(cgroup: string, options: VictimOptions = {}): PickedVictim | null {
-  for (const candidate of listCandidates(cgroup, options)) {
+  return pickFrom(listCandidates(cgroup, options), options.procRoot)
+}
+
+/**
+ * @internal The first of `candidates` (ranked by listCandidates, maybe a
+ * while ago) that is still the process that was ranked and still in its
+ * group, with a pidfd open on it; or null.
+ */
+export function pickFrom(candidates: readonly VictimCandidate[], procRoot?: string): PickedVictim | null {
+  for (const candidate of candidates) {
     let pidfd: Pidfd
     try {
       pidfd = Pidfd.open(candidate.pid)
     } catch {
       continue // exited meanwhile
     }
-    const again = readCandidate(candidate.pid, candidate.cgroup, options.procRoot)
+    const again = readCandidate(candidate.pid, candidate.cgroup, procRoot)
     if (again?.startTime === candidate.startTime && stillListed(candidate)) return { victim: candidate, pidfd }
     pidfd.close()
   }
@@ -552,6 +561,14 @@ const MiB = 2 ** 20
 const DEFAULT_FILL_RATE = 6000 * MiB
 /** The MemAvailable check's interval, at least and at most (earlyoom's). */
 export const CHECK_INTERVAL_MS = { min: 100, max: 1000 } as const
+/**
+ * How long the daemon reuses its ranking of the cgroup's processes while
+ * memory stays below the line and no kill happens: the check comes every
+ * 100 ms then, and a scan reads five /proc files per process on the event
+ * loop. The pick re-checks the one it takes (pickFrom); a process that
+ * joined meanwhile waits for the next scan.
+ */
+export const CANDIDATE_CACHE_MS = 1000
 /** Without CAP_SYS_RESOURCE the kernel takes only PSI windows that are multiples of this. */
 export const UNPRIVILEGED_WINDOW_US = 2_000_000
 
@@ -772,6 +789,12 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
   }
   // When the last kill settled (performance.now()) and the shortfall it left.
   let lastKill = { at: -Infinity, neededAfter: 0 }
+  let ranked: { at: number; candidates: VictimCandidate[] } | undefined
+  const rankedCandidates = (): VictimCandidate[] => {
+    const at = performance.now()
+    if (!ranked || at - ranked.at >= CANDIDATE_CACHE_MS) ranked = { at, candidates: listCandidates(cgroup, { procRoot, ...settings.victims }) }
+    return ranked.candidates
+  }
   const coolingDown = (memory: MemorySnapshot): boolean =>
     performance.now() - lastKill.at < settings.coolDownMs && shortfall(memory).neededBytes <= lastKill.neededAfter
   // Kills in a row after which the shortfall did not shrink, and what they reaped.
@@ -825,7 +848,7 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
     let decision: Decision = 'kill-another'
     for (let kills = 1; decision === 'kill-another'; kills++) {
       const before = shortfall(memory)
-      const picked = pickVictim(cgroup, { procRoot, ...settings.victims })
+      const picked = pickFrom(rankedCandidates(), procRoot)
       if (!picked) return wait('no victim in the cgroup')
       const { victim, pidfd } = picked
       const about = { time: now(), ...wakeupFields(), ...before, victim }
@@ -835,6 +858,7 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
         return
       }
       saidBelowLine = undefined
+      ranked = undefined // the victim is gone, or going: rank again
       let report: ReapReport
       try {
         report = await reap(pidfd, { chunkBytes: settings.chunkBytes, deadlineMs: settings.deadlineMs, signal })
@@ -919,6 +943,7 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
       }
     } else {
       saidBelowLine = undefined
+      ranked = undefined
     }
     if (!stopped) checkTimer = setTimeout(check, nextCheck(memory))
   }

@@ -1008,3 +1008,47 @@ t.test('the new options are checked before anything is armed', async (t) => {
     await t.rejects(runPressureDaemon({ cgroup, ...options }, { watch, lockMemory: () => 0 }), { message }, JSON.stringify(options))
   }
 })
+
+t.test('below the line, the ranking of the cgroup is reused for a while, not rescanned at every check', async (t) => {
+  const { victims: [a], proc, cgroup } = rankedSleepers(t, 60 * MiB, [900, 800])
+  const fs = await import('node:fs')
+  let scans = 0
+  // The scan lists the cgroup's directory once (cgroupProcesses); nothing else does.
+  const daemon = t.mockRequire<typeof import('../../src/daemon')>('../../src/daemon', {
+    'node:fs': {
+      ...fs,
+      readdirSync: ((path: string, options: never) => {
+        if (path === cgroup) scans++
+        return fs.readdirSync(path, options)
+      }) as typeof fs.readdirSync,
+    },
+  })
+  t.equal(daemon.CANDIDATE_CACHE_MS, 1000)
+  const controller = new AbortController()
+  let wakeups = 0
+  let started = 0
+  let reached!: () => void
+  const eight = new Promise<void>((resolve) => (reached = resolve))
+  const lines: AnyLine[] = []
+  const done = daemon.runPressureDaemon(
+    {
+      cgroup,
+      minAvailableBytes: 100 * MiB,
+      dryRun: true,
+      signal: controller.signal,
+      log: (line) => lines.push(line as AnyLine),
+      onWakeup: () => {
+        if (++wakeups === 1) started = performance.now()
+        if (wakeups === 8) reached()
+      },
+    },
+    { procRoot: proc.root, watch: () => new FakeWatcher() as unknown as DaemonWatcher, lockMemory: () => 0 },
+  )
+  await eight
+  const elapsed = performance.now() - started
+  const scansNow = scans - 1 // the start's check that the cgroup is readable
+  controller.abort('SIGTERM')
+  await done
+  t.match(lines[1], { event: 'would-kill', source: 'check', victim: { pid: a.pid } })
+  t.ok(scansNow <= Math.floor(elapsed / daemon.CANDIDATE_CACHE_MS) + 1, `${scansNow} scans for 8 checks below the line in ${Math.round(elapsed)} ms`)
+})
