@@ -606,7 +606,7 @@ async function daemon(first: DaemonCommand, args: string[], io: CliIo): Promise<
           metrics?.counts.observe(line)
           log(line.event === 'start' && metrics ? { ...line, metrics: metrics.url } : line)
         },
-        onWakeup: (source) => metrics?.counts.wakeup(source),
+        ...(metrics && { onWakeup: (source: 'psi' | 'check') => metrics.counts.wakeup(source) }),
       })
       service.close()
       if (summary.reason !== 'SIGHUP' || next === undefined) break

@@ -101,7 +101,7 @@ const kibibytes = (text: string, field: string): number => kibibyteField(text, f
 /** Serves `metrics` on GET /metrics at host:port; resolves once listening, with its URL. */
 export async function serveMetrics(metrics: DaemonMetrics, host: string, port: number): Promise<{ server: Server; url: string }> {
   const server = createServer((request, response) => {
-    if (request.method !== 'GET' || request.url?.split('?')[0] !== '/metrics') {
+    if (request.method !== 'GET' || request.url!.split('?')[0] !== '/metrics') {
       response.writeHead(404, { 'content-type': 'text/plain' }).end('only GET /metrics\n')
       return
     }

@@ -75,6 +75,9 @@ t.test('the text: counters from the lines and wakeups, gauges read at the scrape
   t.ok(text.endsWith('\n'))
   vm = null
   t.notMatch(metrics.render(), /reap_dying/, 'a kernel without the series: no vm events')
+  const noLock = fakeProc(t)
+  writeFileSync(join(noLock, 'self', 'status'), 'Name:\tnode\nVmRSS:\t   51200 kB\n')
+  t.match(new DaemonMetrics({ procRoot: noLock, vmstat: () => null }).render(), /\npidfd_reap_daemon_locked_bytes 0\n/, 'no VmLck line: 0')
 })
 
 t.test('served on loopback: GET /metrics, 404 elsewhere, 500 when it cannot be read', async (t) => {
@@ -119,12 +122,16 @@ t.test('the daemon serves its metrics: the start line says where; a taken port i
   const group = tempDir(t)
   writeFileSync(join(group, 'cgroup.procs'), '')
   const io = fakeIo()
-  const status = main(['daemon', '--cgroup', group, '--window', '2s', '--no-lock-memory', '--metrics', '127.0.0.1:0'], io)
+  // Always below the line, a dry run: the check wakes it every 100 ms and kills nobody.
+  const status = main(['daemon', '--cgroup', group, '--window', '2s', '--no-lock-memory', '--dry-run', '--min-available', '100%', '--metrics', '127.0.0.1:0'], io)
   while (!io.out.includes('"start"')) await new Promise((resolve) => setTimeout(resolve, 5))
   const start = JSON.parse(io.out.split('\n')[0])
   t.match(start, { event: 'start', metrics: /^http:\/\/127\.0\.0\.1:\d+\/metrics$/ })
-  const text = await (await fetch(start.metrics)).text()
+  let text = ''
+  // The checks below the line are counted as they come.
+  while (!/\npidfd_reap_wakeups_total\{source="check"\} [1-9]/.test(text)) text = await (await fetch(start.metrics)).text()
   t.match(text, /\npidfd_reap_kills_total 0\n/)
+  t.match(text, /\npidfd_reap_decisions_total\{reason="no victim in the cgroup"\} [1-9]\d*\n/, 'the decisions logged')
   t.ok(Number(/\npidfd_reap_mem_available_bytes (\d+)\n/.exec(text)?.[1]) > 0, 'the real MemAvailable')
   t.ok(Number(/\npidfd_reap_daemon_resident_bytes (\d+)\n/.exec(text)?.[1]) > 0, 'its own RSS')
   process.emit('SIGTERM', 'SIGTERM')

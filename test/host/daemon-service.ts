@@ -82,6 +82,21 @@ t.test('a stop for SIGHUP is a reload: RELOADING=1, not STOPPING=1', { skip: noP
   t.same(notify.received, ['RELOADING=1\nSTATUS=reloading'])
 })
 
+t.test('WATCHDOG=1 every half WATCHDOG_USEC from the start line until the stop line', { skip: noPython }, async (t) => {
+  const notify = await listen(t)
+  const service = daemonService(fakeIo(), { env: { NOTIFY_SOCKET: notify.socket, WATCHDOG_USEC: '40000' }, journal: false })
+  service.log(start)
+  await notify.until((got) => got.filter((state) => state === 'WATCHDOG=1').length >= 3)
+  t.match(notify.received[0], /^READY=1\n/)
+  service.log(stop)
+  await notify.until((got) => got.some((state) => state.startsWith('STOPPING=1')))
+  const stopped = notify.received.length
+  // After the stop, no tick: another datagram would follow the stop's.
+  service.log({ ...stop, reason: 'again' })
+  await notify.until((got) => got.length > stopped)
+  t.match(notify.received.slice(stopped), ['STOPPING=1\nSTATUS=stopped: again'], 'nothing between the two stops')
+})
+
 t.test('the bin under a notify socket: READY=1 once armed, WATCHDOG=1, STOPPING=1; journald prefixes', { skip: noPsi || noPython }, async (t) => {
   const notify = await listen(t)
   const dir = tempDir(t)

@@ -1000,6 +1000,7 @@ t.test('the new options are checked before anything is armed', async (t) => {
     [{ protectUids: [0, -1] }, /options\.protectUids\[1\]/],
     [{ protectUnits: ['a/b'] }, /options\.protectUnits\[0\]/],
     [{ protectUnits: [''] }, /options\.protectUnits\[0\]/],
+    [{ onWakeup: 'count' as unknown as () => void }, /options\.onWakeup/],
   ]
   for (const [options, message] of bad) {
     const watch = (): DaemonWatcher => {
