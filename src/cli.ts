@@ -306,7 +306,6 @@ export function parseDaemonArgs(args: string[]): DaemonCommand | { command: 'hel
   if (values.help) return { command: 'help' }
   if (values.version) return { command: 'version' }
   if (values.config !== undefined) ({ values, positionals } = parse([...readDaemonConfig(values.config), ...args]))
-  if (values.help) return { command: 'help' }
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`)
   const onKill = values['on-kill'] as string | undefined
   if (onKill !== undefined && onKill.trim() === '') throw new UsageError('--on-kill must be a command')
