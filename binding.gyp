@@ -17,7 +17,8 @@
             "native/thread_job.cc",
             "native/async_calls.cc",
             "native/reap_job.cc",
-            "native/psi.cc"
+            "native/psi.cc",
+            "native/sd_notify.cc"
           ],
           "dependencies": [
             "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

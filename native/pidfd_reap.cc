@@ -6,6 +6,7 @@
 //   async_calls.cc  tryReapAsync (libuv pool), processMreleaseAsync (own thread)
 //   reap_job.cc     killAndReap's job: the kill and the capped reaping loop
 //   psi.cc          PSI trigger watchers (src/psi.ts)
+//   sd_notify.cc    sd_notify(3) datagrams to systemd (src/sd-notify.ts)
 //
 // Conventions (the JS side relies on them):
 //  * Syscall wrappers never throw for kernel errors: they return a Number,
@@ -31,6 +32,7 @@
 #include "js_args.h"
 #include "psi.h"
 #include "reap_job.h"
+#include "sd_notify.h"
 #include "syscalls.h"
 #include "watchers.h"
 
@@ -67,6 +69,7 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
     NAPI_THROW_IF_FAILED_VOID(
         env, napi_add_async_cleanup_hook(env, &PidfdReap::OnEnvCleanup, this, &cleanup_hook_));
     RegisterPsi(env, exports);  // PSI trigger watchers (psi.cc)
+    RegisterSdNotify(env, exports);  // sd_notify(3) (sd_notify.cc)
   }
 
  private:

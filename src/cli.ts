@@ -1,7 +1,7 @@
 // The pidfd-reap command line; bin/pidfd-reap only calls main().
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
-import { parseArgs } from 'node:util'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { asUsage, optional, UsageError } from './cli-usage'
 // Only the types: the addon is loaded by the commands that make system calls
 // (see kill and showFeatures), so --help, usage errors and vm work where it
@@ -20,12 +20,20 @@ const DEFAULT_CHUNK = '16 MiB'
 export const USAGE = `Usage:
   pidfd-reap kill <pid> [--chunk SIZE] [--budget SIZE] [--deadline DURATION] [--json]
   pidfd-reap features [--json]
-  pidfd-reap daemon --cgroup PATH [--cgroup-pressure] [--kind some|full] [--stall DURATION]
-                    [--window DURATION] [--min-available SIZE|PERCENT%] [--max-kills N]
-                    [--chunk SIZE] [--deadline DURATION] [--dry-run] [--no-lock-memory]
-                    [--no-poll] [--fill-rate SIZE]
+  pidfd-reap daemon [--config FILE] --cgroup PATH [--cgroup-pressure]
+                    [--kind some|full] [--stall DURATION] [--window DURATION]
+                    [--min-available SIZE|PERCENT%]
+                    [--min-swap-free SIZE|PERCENT%] [--max-kills N]
+                    [--cool-down DURATION] [--max-unhelpful-kills N]
+                    [--prefer REGEX] [--avoid REGEX] [--protect-user USER]...
+                    [--protect-unit NAME]... [--chunk SIZE]
+                    [--deadline DURATION] [--dry-run] [--no-lock-memory]
+                    [--no-poll] [--fill-rate SIZE] [--on-kill CMD]
+                    [--metrics HOST:PORT]
+  pidfd-reap daemon --version
 ${VM_USAGE}
   pidfd-reap --help
+  pidfd-reap --version
 
 kill      send SIGKILL to <pid> through a pidfd, then free its memory right away
           (try_reap_dying_process on patched kernels, else process_mrelease)
@@ -35,7 +43,10 @@ daemon    an example memory-pressure daemon: on each PSI memory trigger
           finds it below the line, kill the process with the highest
           oom_score in the cgroup PATH (or a group below it) and reap it,
           again while MemAvailable stays below the line; one JSON line per
-          decision on stdout; stops on SIGINT or SIGTERM
+          decision on stdout; stops on SIGINT or SIGTERM, reloads its
+          --config FILE and its options on SIGHUP; under systemd it
+          notifies (sd_notify) and its lines carry syslog priorities
+          (examples/systemd/pidfd-reap.service)
 vm        run <command> as root in a QEMU guest booted on the patched kernel
           (built once from Debian's linux-source-6.12, cached in
           /var/cache/pidfd-reap), with your project (the nearest directory
@@ -49,20 +60,39 @@ Options of kill:
   --json               print a JSON report instead of progress lines
 
 Options of daemon:
+  --config FILE        options from FILE, one a line: the name without --, then
+                       the value unless it is a flag ("cgroup /sys/fs/cgroup/x",
+                       "dry-run"; # comments); the command line wins
   --cgroup PATH        the cgroup directory whose processes may be killed (required;
                        nothing outside it is ever signalled)
   --cgroup-pressure    watch PATH/memory.pressure (cgroup v2) instead of the system's
   --kind some|full     the stall that counts: some task (default) or all of them
   --stall DURATION     trigger on this much stall... (default 150ms)
   --window DURATION    ...within this window, 500ms to 10s (default 1s; without
-                       CAP_SYS_RESOURCE the kernel takes only multiples of 2s)
+                       CAP_SYS_RESOURCE the kernel takes only multiples of 2s:
+                       then the next one is armed, and the start line says so)
   --min-available SIZE|PERCENT%
                        kill while MemAvailable is below this (default 10%,
-                       of MemTotal)
+                       of MemTotal); a cgroup with a memory.max or memory.high
+                       also has its own line, the percentage of its limit
+  --min-swap-free SIZE|PERCENT%
+                       ...and free swap is at most this (default 10%, of
+                       SwapTotal), as earlyoom
   --max-kills N        at most N kills per wakeup, 1 to 1000 (default 3)
+  --cool-down DURATION after a wakeup that killed, wait this long before the
+                       next kill (default 1s)
+  --max-unhelpful-kills N
+                       stop (exit 1) after N kills in a row that did not bring
+                       memory back, 1 to 1000 (default 3)
+  --prefer REGEX       kill processes whose comm or cmdline matches first
+  --avoid REGEX        ...and those that match this last
+  --protect-user USER  never kill processes of this user, a name or a UID
+                       (repeatable)
+  --protect-unit NAME  never kill processes in a cgroup of this name (a unit:
+                       sshd.service) or below it (repeatable)
   --chunk SIZE         bytes per reaping call (default ${DEFAULT_CHUNK})
   --deadline DURATION  stop reaping one victim after this long (default 1s)
-  --dry-run            log the victim it would kill, kill nothing
+  --dry-run            log the victim it would kill ("would-kill"), kill nothing
   --no-lock-memory     do not mlock() the daemon's code (by default it locks it
                        in memory, so that the pressure cannot page it out)
   --no-poll            act on PSI events only; by default it also reads
@@ -70,6 +100,12 @@ Options of daemon:
   --fill-rate SIZE     the fastest memory is assumed to fill, per second: the
                        next check comes before it could reach the line
                        (default 6000M)
+  --on-kill CMD        run CMD with /bin/sh after each kill (and each would-kill
+                       of a dry run), not waited for; it gets PIDFD_REAP_EVENT,
+                       _PID, _COMM, _CGROUP, _BYTES_REAPED and _LINE (the JSON)
+  --metrics HOST:PORT  serve Prometheus text on http://HOST:PORT/metrics (kills,
+                       bytes reaped, reaping time, wakeups, decisions,
+                       MemAvailable, the daemon's RSS and locked bytes)
 
 Options of vm:
   --debug              boot the debug kernel (lockdep, KASAN, ...; default --mem 5G)
@@ -92,7 +128,8 @@ Exit status:
             passed with nothing reaped
   features  0
   daemon    0 stopped by SIGINT or SIGTERM; 1 the trigger could not be
-            armed, the cgroup could not be read, or the watch failed
+            armed, the cgroup could not be read, the watch failed, or kills
+            stopped helping (also after a reload)
   vm        <command>'s (127: not found); 1 with a "pidfd-reap vm:" or "vm:"
             message if the guest could not be set up or went wrong (not root,
             no QEMU, no kernel source, kernel build failure, timeout, kernel
@@ -115,15 +152,29 @@ interface KillCommand {
   json: boolean
 }
 
-export interface DaemonCommand extends Required<Pick<DaemonOptions, 'cgroup' | 'cgroupPressure' | 'kind' | 'stallUs' | 'windowUs' | 'maxKills' | 'deadlineMs' | 'dryRun' | 'lockMemory' | 'poll'>> {
+export interface DaemonCommand
+  extends Required<
+    Pick<
+      DaemonOptions,
+      | 'cgroup' | 'cgroupPressure' | 'kind' | 'stallUs' | 'windowUs' | 'maxKills' | 'coolDownMs' | 'maxUnhelpfulKills'
+      | 'protectUids' | 'protectUnits' | 'deadlineMs' | 'dryRun' | 'lockMemory' | 'poll'
+    >
+  > {
   command: 'daemon'
+  onKill?: string
+  /** Where to serve Prometheus metrics (--metrics HOST:PORT). */
+  metrics?: { host: string; port: number }
   minAvailableBytes?: number
   minAvailablePercent?: number
+  minSwapFreeBytes?: number
+  minSwapFreePercent?: number
+  prefer?: RegExp
+  avoid?: RegExp
   chunkBytes?: number
   fillRateBytesPerSec?: number
 }
 
-type Command = KillCommand | DaemonCommand | VmCommand | { command: 'features'; json: boolean } | { command: 'help' }
+type Command = KillCommand | DaemonCommand | VmCommand | { command: 'features'; json: boolean } | { command: 'help' } | { command: 'version' }
 
 /** Parses argv (without node and the script); throws UsageError. */
 export function parseCommand(argv: string[]): Command {
@@ -140,12 +191,14 @@ export function parseCommand(argv: string[]): Command {
         budget: { type: 'string' },
         deadline: { type: 'string' },
         json: { type: 'boolean', default: false },
+        version: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }),
   )
   const { values, positionals } = parsed
   if (values.help) return { command: 'help' }
+  if (values.version) return { command: 'version' }
   const [command, ...rest] = positionals
   const json = values.json as boolean
   if (command === 'features') {
@@ -183,33 +236,79 @@ function positiveSize(text: string, name: string): number {
 
 const PSI_WINDOW_MS = { min: 500, max: 10_000 }
 
-/** Parses what follows `daemon`. Throws UsageError. */
-export function parseDaemonArgs(args: string[]): DaemonCommand | { command: 'help' } {
-  const { values, positionals } = asUsage(() =>
-    parseArgs({
-      args,
-      strict: true,
-      allowPositionals: true,
-      options: {
-        cgroup: { type: 'string' },
-        'cgroup-pressure': { type: 'boolean', default: false },
-        kind: { type: 'string', default: 'some' },
-        stall: { type: 'string', default: '150ms' },
-        window: { type: 'string', default: '1s' },
-        'min-available': { type: 'string' },
-        'max-kills': { type: 'string', default: '3' },
-        chunk: { type: 'string' },
-        deadline: { type: 'string', default: '1s' },
-        'dry-run': { type: 'boolean', default: false },
-        'no-lock-memory': { type: 'boolean', default: false },
-        'no-poll': { type: 'boolean', default: false },
-        'fill-rate': { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    }),
-  )
+// The daemon's options: its command line, and the names a --config file may use.
+const DAEMON_OPTIONS = {
+  cgroup: { type: 'string' },
+  'cgroup-pressure': { type: 'boolean', default: false },
+  kind: { type: 'string', default: 'some' },
+  stall: { type: 'string', default: '150ms' },
+  window: { type: 'string', default: '1s' },
+  'min-available': { type: 'string' },
+  'min-swap-free': { type: 'string' },
+  'max-kills': { type: 'string', default: '3' },
+  'cool-down': { type: 'string', default: '1s' },
+  'max-unhelpful-kills': { type: 'string', default: '3' },
+  prefer: { type: 'string' },
+  avoid: { type: 'string' },
+  'protect-user': { type: 'string', multiple: true, default: [] },
+  'protect-unit': { type: 'string', multiple: true, default: [] },
+  chunk: { type: 'string' },
+  deadline: { type: 'string', default: '1s' },
+  'dry-run': { type: 'boolean', default: false },
+  'no-lock-memory': { type: 'boolean', default: false },
+  'no-poll': { type: 'boolean', default: false },
+  'fill-rate': { type: 'string' },
+  'on-kill': { type: 'string' },
+  metrics: { type: 'string' },
+  config: { type: 'string' },
+  version: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const satisfies NonNullable<ParseArgsConfig['options']>
+/** What a config file may not set: it is read once, from the command line. */
+const COMMAND_LINE_ONLY = new Set(['config', 'version', 'help'])
+
+/**
+ * The options of a --config file as arguments: one option a line, its name
+ * without "--", then its value (the rest of the line) unless it is a flag;
+ * blank lines and lines starting with "#" are skipped. Throws UsageError
+ * naming the file and the line.
+ */
+export function readDaemonConfig(path: string): string[] {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (error) {
+    throw new UsageError(`--config: cannot read '${path}' (${(error as NodeJS.ErrnoException).code})`)
+  }
+  const args: string[] = []
+  text.split('\n').forEach((raw, index) => {
+    const line = raw.trim()
+    if (line === '' || line.startsWith('#')) return
+    const [, name, value] = /^(\S+)(?:\s+(.*))?$/.exec(line)!
+    const where = `${path}:${index + 1}`
+    const option = Object.hasOwn(DAEMON_OPTIONS, name) && !COMMAND_LINE_ONLY.has(name) ? DAEMON_OPTIONS[name as keyof typeof DAEMON_OPTIONS] : undefined
+    if (option === undefined) throw new UsageError(`${where}: unknown option '${name}'`)
+    if (option.type === 'boolean') {
+      if (value !== undefined) throw new UsageError(`${where}: '${name}' takes no value`)
+      args.push(`--${name}`)
+    } else {
+      if (value === undefined) throw new UsageError(`${where}: '${name}' needs a value`)
+      args.push(`--${name}=${value}`)
+    }
+  })
+  return args
+}
+
+/** Parses what follows `daemon`, after the options of --config FILE if given (the command line wins). Throws UsageError. */
+export function parseDaemonArgs(args: string[]): DaemonCommand | { command: 'help' } | { command: 'version' } {
+  const parse = (all: string[]) => asUsage(() => parseArgs({ args: all, strict: true, allowPositionals: true, options: DAEMON_OPTIONS }))
+  let { values, positionals } = parse(args)
   if (values.help) return { command: 'help' }
+  if (values.version) return { command: 'version' }
+  if (values.config !== undefined) ({ values, positionals } = parse([...readDaemonConfig(values.config), ...args]))
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`)
+  const onKill = values['on-kill'] as string | undefined
+  if (onKill !== undefined && onKill.trim() === '') throw new UsageError('--on-kill must be a command')
   const cgroup = values.cgroup as string | undefined
   if (cgroup === undefined) throw new UsageError('daemon needs --cgroup PATH')
   if (cgroup === '' || !existsSync(`${cgroup}/cgroup.procs`)) {
@@ -225,10 +324,9 @@ export function parseDaemonArgs(args: string[]): DaemonCommand | { command: 'hel
   if (stallUs < 1 || stallUs > windowMs * 1000) {
     throw new UsageError(`--stall must be more than 0 and at most the window (${values.window}); got '${values.stall}'`)
   }
-  const maxKills = values['max-kills'] as string
-  if (!/^\d+$/.test(maxKills) || Number(maxKills) < 1 || Number(maxKills) > 1000) {
-    throw new UsageError(`--max-kills must be a whole number from 1 to 1000; got '${maxKills}'`)
-  }
+  const protectUnits = values['protect-unit'] as string[]
+  const badUnit = protectUnits.find((name) => name === '' || name.includes('/'))
+  if (badUnit !== undefined) throw new UsageError(`--protect-unit must be a cgroup's name, without '/'; got '${badUnit}'`)
   return {
     command: 'daemon',
     cgroup,
@@ -236,23 +334,74 @@ export function parseDaemonArgs(args: string[]): DaemonCommand | { command: 'hel
     kind,
     stallUs,
     windowUs: Math.round(windowMs * 1000),
-    ...optional(values['min-available'], parseMinAvailable),
-    maxKills: Number(maxKills),
+    ...optional(values['min-available'], (text) => {
+      const line = parseBytesOrPercent(text, '--min-available')
+      return 'bytes' in line ? { minAvailableBytes: line.bytes } : { minAvailablePercent: line.percent }
+    }),
+    ...optional(values['min-swap-free'], (text) => {
+      const line = parseBytesOrPercent(text, '--min-swap-free')
+      return 'bytes' in line ? { minSwapFreeBytes: line.bytes } : { minSwapFreePercent: line.percent }
+    }),
+    maxKills: parseCount(values['max-kills'] as string, '--max-kills'),
+    coolDownMs: asUsage(() => parseDuration(values['cool-down'] as string, '--cool-down')),
+    maxUnhelpfulKills: parseCount(values['max-unhelpful-kills'] as string, '--max-unhelpful-kills'),
+    prefer: optional(values.prefer, (text) => parseRegExp(text, '--prefer')),
+    avoid: optional(values.avoid, (text) => parseRegExp(text, '--avoid')),
+    protectUids: (values['protect-user'] as string[]).map((text) => parseUser(text)),
+    protectUnits,
     chunkBytes: optional(values.chunk, (text) => positiveSize(text, '--chunk')),
     deadlineMs: asUsage(() => parseDuration(values.deadline as string, '--deadline')),
     dryRun: values['dry-run'] as boolean,
     lockMemory: !(values['no-lock-memory'] as boolean),
     poll: !(values['no-poll'] as boolean),
     fillRateBytesPerSec: optional(values['fill-rate'], (text) => positiveSize(text, '--fill-rate')),
+    ...(onKill !== undefined && { onKill }),
+    ...optional(values.metrics, (text) => ({ metrics: parseListenAddress(text) })),
   }
 }
 
-function parseMinAvailable(text: string): { minAvailableBytes: number } | { minAvailablePercent: number } {
+/** HOST:PORT ([::1]:9101 for IPv6), or throws a UsageError saying what is wrong. */
+export function parseListenAddress(text: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text)
+  const port = Number(match?.[3])
+  if (!match || port > 65535) throw new UsageError(`--metrics must be HOST:PORT (127.0.0.1:9101, [::1]:9101); got '${text}'`)
+  return { host: match[1] ?? match[2], port }
+}
+
+/** SIZE or PERCENT%: a line in bytes, or a percentage of a total. */
+function parseBytesOrPercent(text: string, name: string): { bytes: number } | { percent: number } {
   const percent = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(text)
-  if (!percent) return { minAvailableBytes: parseSize(text, '--min-available') }
+  if (!percent) return { bytes: parseSize(text, name) }
   const value = Number(percent[1])
-  if (value > 100) throw new UsageError(`--min-available must be at most 100%; got '${text}'`)
-  return { minAvailablePercent: value }
+  if (value > 100) throw new UsageError(`${name} must be at most 100%; got '${text}'`)
+  return { percent: value }
+}
+
+function parseCount(text: string, name: string): number {
+  if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > 1000) throw new UsageError(`${name} must be a whole number from 1 to 1000; got '${text}'`)
+  return Number(text)
+}
+
+function parseRegExp(text: string, name: string): RegExp {
+  try {
+    return new RegExp(text)
+  } catch (error) {
+    throw new UsageError(`${name} must be a regular expression: ${(error as Error).message}`)
+  }
+}
+
+/** A UID, or a user name looked up in /etc/passwd. */
+export function parseUser(text: string, passwd = '/etc/passwd'): number {
+  if (/^\d+$/.test(text) && Number(text) <= 0xffffffff) return Number(text)
+  let entries: string[] = []
+  try {
+    entries = readFileSync(passwd, 'utf8').split('\n')
+  } catch {
+    // No passwd file: only UIDs.
+  }
+  const entry = entries.map((line) => line.split(':')).find((fields) => fields[0] === text && /^\d+$/.test(fields[2] ?? ''))
+  if (!entry) throw new UsageError(`--protect-user must be a user name in ${passwd} or a UID; got '${text}'`)
+  return Number(entry[2])
 }
 
 /** One clear sentence for a daemon that could not start or had to stop. */
@@ -369,6 +518,12 @@ async function kill(command: KillCommand, io: CliIo): Promise<number> {
   return exitStatus(report)
 }
 
+/** The version in package.json: ../package.json from src/ (the tests) and from dist/ alike. */
+export function packageVersion(): string {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('../package.json') as { version: string }).version
+}
+
 /** Runs the CLI; resolves with the exit status. */
 export async function main(argv: string[], io: CliIo = process): Promise<number> {
   let command: Command
@@ -383,37 +538,94 @@ export async function main(argv: string[], io: CliIo = process): Promise<number>
     io.stdout.write(USAGE)
     return 0
   }
+  if (command.command === 'version') {
+    io.stdout.write(`pidfd-reap ${packageVersion()}\n`)
+    return 0
+  }
   if (command.command === 'vm') return runVm(command, io.stderr)
   if (command.command === 'features') return showFeatures(command.json, io)
-  if (command.command === 'daemon') return daemon(command, io)
+  if (command.command === 'daemon') return daemon(command, argv.slice(1), io)
   return kill(command, io)
 }
 
-/** Runs the daemon until SIGINT or SIGTERM (0), or until it fails (1). */
-async function daemon(command: DaemonCommand, io: CliIo): Promise<number> {
-  const controller = new AbortController()
-  const onSigint = (): void => controller.abort('SIGINT')
-  const onSigterm = (): void => controller.abort('SIGTERM')
+/**
+ * Runs the daemon until SIGINT or SIGTERM (0), or until it fails (1). On
+ * SIGHUP it parses `args` again (with its --config file): if they are good,
+ * the running daemon stops (a kill in progress settles) and one with the new
+ * options starts; if not, it says why and runs on as it was.
+ */
+async function daemon(first: DaemonCommand, args: string[], io: CliIo): Promise<number> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { runPressureDaemon } = require('./daemon') as typeof import('./daemon')
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { daemonService, isJournalStream } = require('./daemon-service') as typeof import('./daemon-service')
+  const journal = isJournalStream(process.env, 1)
+  // The metrics outlive reloads: served where the first command said.
+  let metrics: { server: import('node:http').Server; url: string; counts: import('./daemon-metrics').DaemonMetrics } | undefined
+  if (first.metrics) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { DaemonMetrics, serveMetrics } = require('./daemon-metrics') as typeof import('./daemon-metrics')
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { stats } = require('./syscalls') as typeof import('./syscalls')
+    const counts = new DaemonMetrics({ procRoot: '/proc', vmstat: () => stats() })
+    try {
+      metrics = { ...(await serveMetrics(counts, first.metrics.host, first.metrics.port)), counts }
+    } catch (error) {
+      io.stderr.write(`pidfd-reap: cannot serve metrics on ${first.metrics.host}:${first.metrics.port}: ${(error as Error).message}\n`)
+      return 1
+    }
+  }
+  let command = first
+  let next: DaemonCommand | undefined
+  let run = new AbortController()
+  const serve = ({ onKill }: DaemonCommand) => daemonService(io, { env: process.env, journal, onKill })
+  let service = serve(command)
+  const onSigint = (): void => run.abort('SIGINT')
+  const onSigterm = (): void => run.abort('SIGTERM')
+  const onSighup = (): void => {
+    try {
+      // The same arguments parsed to a daemon command at the start: only the file can have changed.
+      next = parseDaemonArgs(args) as DaemonCommand
+      run.abort('SIGHUP')
+    } catch (error) {
+      service.error(`reload: ${(error as Error).message}; running on as before`)
+    }
+  }
   process.on('SIGINT', onSigint)
   process.on('SIGTERM', onSigterm)
+  process.on('SIGHUP', onSighup)
   let summary: DaemonSummary
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { runPressureDaemon } = require('./daemon') as typeof import('./daemon')
-    summary = await runPressureDaemon({
-      ...command,
-      signal: controller.signal,
-      log: (line) => io.stdout.write(`${JSON.stringify(line)}\n`),
-    })
+    for (;;) {
+      const { log } = service
+      summary = await runPressureDaemon({
+        ...command,
+        signal: run.signal,
+        log: (line) => {
+          metrics?.counts.observe(line)
+          log(line.event === 'start' && metrics ? { ...line, metrics: metrics.url } : line)
+        },
+        ...(metrics && { onWakeup: (source: 'psi' | 'check') => metrics.counts.wakeup(source) }),
+      })
+      service.close()
+      if (summary.reason !== 'SIGHUP' || next === undefined) break
+      command = next
+      next = undefined
+      run = new AbortController()
+      service = serve(command)
+    }
   } catch (error) {
-    io.stderr.write(`pidfd-reap: ${describeDaemonError(error as Error, command)}\n`)
+    service.error(describeDaemonError(error as Error, command))
     return 1
   } finally {
+    service.close()
+    metrics?.server.close()
     process.off('SIGINT', onSigint)
     process.off('SIGTERM', onSigterm)
+    process.off('SIGHUP', onSighup)
   }
   if (!summary.error) return 0
-  io.stderr.write(`pidfd-reap: daemon stopped: ${describeDaemonError(summary.error, command)}\n`)
+  service.error(`daemon stopped: ${describeDaemonError(summary.error, command)}`)
   return 1
 }
 

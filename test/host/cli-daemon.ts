@@ -5,11 +5,12 @@
 // and nowhere else.
 import t, { type Test } from 'tap'
 import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { describeDaemonError, main, parseCommand, parseDaemonArgs, USAGE, type DaemonCommand } from '../../src/cli'
+import { describeDaemonError, main, packageVersion, parseCommand, parseDaemonArgs, parseUser, readDaemonConfig, USAGE, type DaemonCommand } from '../../src/cli'
 import { UsageError } from '../../src/cli-usage'
 import { pathError } from '../../src/psi'
 import { killQuietly, startBystander, startSleeper } from '../../victims'
@@ -38,6 +39,12 @@ const DEFAULTS = {
   stallUs: 150_000,
   windowUs: 1_000_000,
   maxKills: 3,
+  coolDownMs: 1000,
+  maxUnhelpfulKills: 3,
+  prefer: undefined,
+  avoid: undefined,
+  protectUids: [],
+  protectUnits: [],
   chunkBytes: undefined,
   deadlineMs: 1000,
   dryRun: false,
@@ -62,6 +69,17 @@ t.test('parseDaemonArgs: defaults, every option, and usage errors', async (t) =>
     },
   )
   t.same(parseDaemonArgs(['--cgroup', cgroup, '--min-available', '12.5%']), { ...DEFAULTS, cgroup, minAvailablePercent: 12.5 })
+  t.same(
+    parseDaemonArgs([
+      '--cgroup', cgroup, '--min-swap-free', '5%', '--cool-down', '5s', '--max-unhelpful-kills', '7', '--prefer', '^(chrome|firefox)$',
+      '--avoid', 'postgres|sshd', '--protect-user', 'root', '--protect-user', '1000', '--protect-unit', 'sshd.service', '--protect-unit', 'init.scope',
+    ]),
+    {
+      ...DEFAULTS, cgroup, minSwapFreePercent: 5, coolDownMs: 5000, maxUnhelpfulKills: 7, prefer: /^(chrome|firefox)$/, avoid: /postgres|sshd/,
+      protectUids: [0, 1000], protectUnits: ['sshd.service', 'init.scope'],
+    },
+  )
+  t.same(parseDaemonArgs(['--cgroup', cgroup, '--min-swap-free', '256M']), { ...DEFAULTS, cgroup, minSwapFreeBytes: 256 * 2 ** 20 })
   t.same(parseDaemonArgs(['--cgroup', cgroup, '--window', '500ms', '--stall', '500ms']), { ...DEFAULTS, cgroup, windowUs: 500_000, stallUs: 500_000 })
   t.same(parseCommand(['daemon', '--help']), { command: 'help' })
   const usage: [string[], RegExp][] = [
@@ -88,9 +106,29 @@ t.test('parseDaemonArgs: defaults, every option, and usage errors', async (t) =>
     [['--cgroup', cgroup, '--fill-rate', 'fast'], /--fill-rate' must be like/],
     [['--cgroup', cgroup, '--deadline', 'never'], /--deadline' must be like/],
     [['--cgroup', cgroup, '--json'], /Unknown option '--json'/],
+    [['--cgroup', cgroup, '--min-swap-free', '200%'], /^--min-swap-free must be at most 100%; got '200%'$/],
+    [['--cgroup', cgroup, '--min-swap-free', 'some'], /--min-swap-free' must be like/],
+    [['--cgroup', cgroup, '--cool-down', 'later'], /--cool-down' must be like/],
+    [['--cgroup', cgroup, '--max-unhelpful-kills', '0'], /^--max-unhelpful-kills must be a whole number from 1 to 1000; got '0'$/],
+    [['--cgroup', cgroup, '--prefer', '(chrome'], /^--prefer must be a regular expression: Invalid regular expression/],
+    [['--cgroup', cgroup, '--avoid', '[a-'], /^--avoid must be a regular expression: /],
+    [['--cgroup', cgroup, '--protect-user', 'no-such-user-here'], /^--protect-user must be a user name in \/etc\/passwd or a UID; got 'no-such-user-here'$/],
+    [['--cgroup', cgroup, '--protect-user', '99999999999'], /^--protect-user must be/],
+    [['--cgroup', cgroup, '--protect-unit', 'system.slice/sshd.service'], /^--protect-unit must be a cgroup's name, without '\/'; got 'system.slice\/sshd.service'$/],
+    [['--cgroup', cgroup, '--protect-unit', ''], /^--protect-unit must be a cgroup's name/],
     [['--cgroup'], /argument missing/],
   ]
   for (const [argv, message] of usage) t.throws(() => parseDaemonArgs(argv), { constructor: UsageError, message }, argv.join(' '))
+})
+
+t.test('parseUser: a UID, or a name from the passwd file', async (t) => {
+  const passwd = join(emptyGroup(t), 'passwd')
+  writeFileSync(passwd, 'root:x:0:0:root:/root:/bin/bash\nbroken\nalice:x:1001:1001::/home/alice:/bin/sh\n')
+  t.equal(parseUser('alice', passwd), 1001)
+  t.equal(parseUser('root', passwd), 0)
+  t.equal(parseUser('4294967295', passwd), 4294967295)
+  t.throws(() => parseUser('broken', passwd), { constructor: UsageError, message: /got 'broken'$/ }, 'a line without a UID')
+  t.throws(() => parseUser('alice', join(passwd, 'nope')), { constructor: UsageError, message: /a user name in .*nope or a UID; got 'alice'/ }, 'no passwd file: UIDs only')
 })
 
 t.test('usage errors: one line on stderr, exit 2, nothing armed, nobody killed', async (t) => {
@@ -113,8 +151,8 @@ t.test('usage errors: one line on stderr, exit 2, nothing armed, nobody killed',
 })
 
 t.test('--help documents the daemon and its exit statuses', async (t) => {
-  t.match(USAGE, /pidfd-reap daemon --cgroup PATH/)
-  t.match(USAGE, /Options of daemon:\n {2}--cgroup PATH/)
+  t.match(USAGE, /pidfd-reap daemon \[--config FILE\] --cgroup PATH/)
+  t.match(USAGE, /Options of daemon:\n {2}--config FILE/)
   t.match(USAGE, /--stall DURATION .*\(default 150ms\)/)
   t.match(USAGE, /--window DURATION .*\(default 1s;/)
   t.match(USAGE, /--max-kills N .*\(default 3\)/)
@@ -213,6 +251,30 @@ function startBin(args: string[]) {
   }
 }
 
+const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((path) => existsSync(path))
+const noSetpriv = process.getuid!() !== 0 ? 'dropping a capability for the test needs root' : setpriv ? false : 'no setpriv (util-linux)'
+
+t.test('without CAP_SYS_RESOURCE the default trigger falls back to a 2 s window, and says so', { skip: noPsi || noSetpriv }, async (t) => {
+  // The bin under setpriv, as in a capability-bounded unit: CAP_SYS_RESOURCE
+  // is neither inherited nor in the bounding set, so root's exec does not get it.
+  const child = spawn(setpriv!, ['--inh-caps=-sys_resource', '--bounding-set=-sys_resource', process.execPath, BIN, 'daemon', '--cgroup', emptyGroup(t), '--dry-run', '--no-lock-memory'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => child.kill('SIGKILL'))
+  let stderr = ''
+  child.stderr!.on('data', (chunk) => (stderr += chunk))
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  const [first] = await Promise.race([once(createInterface({ input: child.stdout! }), 'line'), exit.then(() => [undefined])])
+  t.ok(first, `a start line (stderr: ${stderr.trim()})`)
+  t.match(JSON.parse(first as string), {
+    event: 'start',
+    trigger: 'some 300000 2000000',
+    triggerFallback: { requested: 'some 150000 1000000', reason: /without CAP_SYS_RESOURCE/ },
+    dryRun: true,
+  })
+  child.kill('SIGTERM')
+  t.equal(await exit, 0)
+  t.equal(stderr, '')
+})
+
 t.test('the bin shim: a daemon that stops cleanly on SIGINT', { skip: noPsi }, async (t) => {
   const daemon = startBin(['--cgroup', emptyGroup(t), '--window', '2s'])
   t.teardown(() => daemon.child.kill('SIGKILL'))
@@ -254,4 +316,89 @@ t.test('real pressure: the daemon kills in its cgroup, and nowhere else', { skip
   t.match(daemon.lines[0], { poll: false })
   t.equal(bystander.child.exitCode ?? bystander.child.signalCode, null, 'the bystander outside the cgroup is alive')
   t.match(daemon.lines.at(-1), { event: 'stop', reason: 'SIGTERM' })
+})
+
+t.test('--config FILE: one option a line, the command line wins', async (t) => {
+  const cgroup = emptyGroup(t)
+  const config = join(cgroup, 'daemon.conf')
+  writeFileSync(
+    config,
+    [
+      '# the workload',
+      `cgroup ${cgroup}`,
+      '',
+      '  max-kills 5  ',
+      'min-available 12%',
+      'protect-unit sshd.service',
+      'on-kill logger -t pidfd-reap "killed $PIDFD_REAP_PID"',
+      'dry-run',
+    ].join('\n'),
+  )
+  t.same(readDaemonConfig(config), [`--cgroup=${cgroup}`, '--max-kills=5', '--min-available=12%', '--protect-unit=sshd.service', '--on-kill=logger -t pidfd-reap "killed $PIDFD_REAP_PID"', '--dry-run'])
+  t.same(parseDaemonArgs(['--config', config]), {
+    ...DEFAULTS, cgroup, maxKills: 5, minAvailablePercent: 12, protectUnits: ['sshd.service'], dryRun: true, onKill: 'logger -t pidfd-reap "killed $PIDFD_REAP_PID"',
+  })
+  t.match(
+    parseDaemonArgs(['--config', config, '--max-kills', '2', '--protect-unit', 'init.scope']),
+    { maxKills: 2, protectUnits: ['sshd.service', 'init.scope'] },
+    'a flag wins over the file; repeatable options add up',
+  )
+  const bad: [string, RegExp][] = [
+    ['bogus 1', /daemon\.conf:1: unknown option 'bogus'$/],
+    ['config other.conf', /daemon\.conf:1: unknown option 'config'$/],
+    ['help', /unknown option 'help'$/],
+    ['# fine\ndry-run yes', /daemon\.conf:2: 'dry-run' takes no value$/],
+    ['cgroup', /daemon\.conf:1: 'cgroup' needs a value$/],
+    ['toString', /unknown option 'toString'$/],
+    [`cgroup ${cgroup}\nmax-kills many`, /^--max-kills must be a whole number/],
+  ]
+  for (const [text, message] of bad) {
+    writeFileSync(config, text)
+    t.throws(() => parseDaemonArgs(['--config', config]), { constructor: UsageError, message }, text)
+  }
+  t.throws(() => parseDaemonArgs(['--config', join(cgroup, 'nope.conf')]), { constructor: UsageError, message: /^--config: cannot read '.*nope\.conf' \(ENOENT\)$/ })
+  const io = fakeIo()
+  t.equal(await main(['daemon', '--config', join(cgroup, 'nope.conf')], io), 2, 'a usage error: exit 2')
+})
+
+t.test('--version, of the command and of the daemon', async (t) => {
+  const { version } = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8'))
+  t.equal(packageVersion(), version)
+  for (const argv of [['--version'], ['daemon', '--version']]) {
+    const io = fakeIo()
+    t.equal(await main(argv, io), 0)
+    t.equal(io.out, `pidfd-reap ${version}\n`, argv.join(' '))
+  }
+  t.match(USAGE, /pidfd-reap daemon --version/)
+  t.match(USAGE, /--config FILE {8}options from FILE/)
+})
+
+t.test('SIGHUP reloads the config file: the new options, or why not and the old ones', { skip: noPsi }, async (t) => {
+  const cgroup = emptyGroup(t)
+  const config = join(cgroup, 'daemon.conf')
+  writeFileSync(config, 'min-available 1%\nmax-kills 1\n')
+  const io = fakeIo()
+  const lines = () => io.out.trim().split('\n').map((line) => JSON.parse(line))
+  const hup = process.listenerCount('SIGHUP')
+  const status = main(['daemon', '--config', config, '--cgroup', cgroup, '--window', '2s', '--no-lock-memory'], io)
+  const until = async (test: () => boolean) => {
+    while (!test()) await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  await until(() => io.out.includes('"start"'))
+  t.equal(process.listenerCount('SIGHUP'), hup + 1, 'a SIGHUP listener while it runs')
+  writeFileSync(config, 'min-available 2%\nmax-kills 4\n')
+  process.emit('SIGHUP', 'SIGHUP')
+  await until(() => lines().length === 3)
+  t.match(lines(), [{ event: 'start', maxKills: 1 }, { event: 'stop', reason: 'SIGHUP' }, { event: 'start', maxKills: 4 }])
+  t.ok(lines()[2].minAvailable > lines()[0].minAvailable, 'the new line')
+  writeFileSync(config, 'max-kills none\n')
+  process.emit('SIGHUP', 'SIGHUP')
+  t.equal(io.err, "pidfd-reap: reload: --max-kills must be a whole number from 1 to 1000; got 'none'; running on as before\n")
+  t.equal(lines().length, 3, 'the daemon runs on')
+  // A reload to options that cannot be armed ends the daemon: exit 1.
+  writeFileSync(config, 'cgroup-pressure\n')
+  process.emit('SIGHUP', 'SIGHUP')
+  t.equal(await status, 1)
+  t.match(io.err, /\npidfd-reap: no pressure file .*memory\.pressure: .*\n$/)
+  t.equal(process.listenerCount('SIGHUP'), hup, 'and none after')
 })

@@ -16,15 +16,18 @@ import {
   listCandidates,
   pickVictim,
   readCandidate,
+  readCgroupMemory,
   readMeminfo,
   runPressureDaemon,
+  unprivilegedTrigger,
+  ERR_PIDFD_REAP_KILLS_NOT_HELPING,
   type DaemonHooks,
   type DaemonLogLine,
   type DaemonOptions,
   type DaemonWatcher,
 } from '../../src/daemon'
 import { systemError } from '../../src/errors'
-import type { PressureEvent, WatchPressureOptions } from '../../src/psi'
+import { pathError, type PressureEvent, type WatchPressureOptions } from '../../src/psi'
 import type { KillAndReapOptions, ReapReport } from '../../src/reaper'
 import * as api from '../../src/index'
 import { MiB, killQuietly, startHog, startSleeper, type Victim } from '../../victims'
@@ -38,14 +41,17 @@ function fakeProc(t: Test, memTotal = 1024 * MiB, memAvailable = 512 * MiB) {
   t.teardown(() => rmSync(root, { recursive: true, force: true }))
   const proc = {
     root,
-    setAvailable(bytes: number) {
-      writeFileSync(join(root, 'meminfo'), `MemTotal:       ${memTotal / 1024} kB\nMemFree:        1 kB\nMemAvailable:   ${bytes / 1024} kB\n`)
+    /** MemAvailable, and the swap lines when `swap` is given. */
+    setAvailable(bytes: number, swap?: { total: number; free: number }) {
+      const swapLines = swap ? `SwapTotal:      ${swap.total / 1024} kB\nSwapFree:       ${swap.free / 1024} kB\n` : ''
+      writeFileSync(join(root, 'meminfo'), `MemTotal:       ${memTotal / 1024} kB\nMemFree:        1 kB\nMemAvailable:   ${bytes / 1024} kB\n${swapLines}`)
     },
     /** A made-up process. */
-    add(pid: number, fields: { comm?: string; score?: number; adj?: number; pages?: number; flags?: number; start?: number }) {
+    add(pid: number, fields: { comm?: string; cmdline?: string[]; score?: number; adj?: number; pages?: number; flags?: number; start?: number }) {
       const dir = join(root, String(pid))
       mkdirSync(dir, { recursive: true })
-      const { comm = 'victim', score = 100, adj = 0, pages = 256, flags = 0x400000, start = 1000 + pid } = fields
+      const { comm = 'victim', cmdline = [comm], score = 100, adj = 0, pages = 256, flags = 0x400000, start = 1000 + pid } = fields
+      writeFileSync(join(dir, 'cmdline'), cmdline.map((arg) => `${arg}\0`).join(''))
       // Fields 3..22: state ppid pgrp session tty tpgid flags ... starttime (22).
       const rest = ['S', '1', pid, pid, '0', '-1', flags, ...Array(12).fill('0'), start, '0']
       writeFileSync(join(dir, 'stat'), `${pid} (${comm}) ${rest.join(' ')}\n`)
@@ -117,7 +123,7 @@ t.test('candidates: ranked by oom_score, then RSS; the ones that may not or need
   t.same(cgroupProcesses(cgroup).map((p) => p.pid), [1, process.pid, 101, 102, 103, 104, 105, 106, 109, 108, 107])
   const ranked = listCandidates(cgroup, { procRoot: proc.root })
   t.same(ranked.map((c) => c.pid), [107, 102, 101, 108, 109], 'PID 1, this process, kthreads, -1000, no RSS and gone ones are left out')
-  t.same(ranked[0], { pid: 107, comm: 'victim', oomScore: 800, oomScoreAdj: 0, rssBytes: 20 * PAGE, cgroup: join(cgroup, 'sub'), startTime: 77 })
+  t.same(ranked[0], { pid: 107, comm: 'victim', cmdline: 'victim', uid: process.getuid!(), preference: 'none', oomScore: 800, oomScoreAdj: 0, rssBytes: 20 * PAGE, cgroup: join(cgroup, 'sub'), startTime: 77 })
   t.equal(ranked[1].comm, 'a (b) c', 'a command name with parentheses and spaces')
   t.same(
     listCandidates(cgroup, { procRoot: proc.root, exclude: [107] }).map((c) => c.pid),
@@ -205,8 +211,11 @@ class FakeWatcher extends EventEmitter {
   }
 }
 
+/** A log line with every field of every kind readable, for t.match. */
+type AnyLine = DaemonLogLine & Record<string, unknown>
+
 interface Run {
-  lines: DaemonLogLine[]
+  lines: AnyLine[]
   watcher: FakeWatcher
   controller: AbortController
   done: ReturnType<typeof runPressureDaemon>
@@ -215,7 +224,7 @@ interface Run {
 }
 
 function run(options: Omit<DaemonOptions, 'log' | 'signal'>, hooks: Partial<DaemonHooks>): Run {
-  const lines: DaemonLogLine[] = []
+  const lines: AnyLine[] = []
   const waiters: { count: number; resolve: () => void }[] = []
   const watcher = new FakeWatcher()
   const controller = new AbortController()
@@ -223,10 +232,12 @@ function run(options: Omit<DaemonOptions, 'log' | 'signal'>, hooks: Partial<Daem
     {
       // Events on demand only; the MemAvailable check has its own tests.
       poll: false,
+      // Wakeups kill as soon as they come; the cool-down has its own test.
+      coolDownMs: 0,
       ...options,
       signal: controller.signal,
       log: (line) => {
-        lines.push(line)
+        lines.push(line as AnyLine)
         for (const waiter of waiters.filter((w) => lines.length >= w.count)) waiter.resolve()
       },
     },
@@ -380,7 +391,7 @@ t.test('maxKills, failed kills and dry runs', async (t) => {
   dry.watcher.fire()
   await dry.lineCount(2)
   t.match(dry.lines[0], { dryRun: true })
-  t.match(dry.lines[1], { event: 'kill', dryRun: true, victim: { pid: victims[0].pid }, decision: 'wait', reason: 'dry run: nothing killed' })
+  t.match(dry.lines[1], { event: 'would-kill', victim: { pid: victims[0].pid }, decision: 'wait', reason: 'dry run: nothing killed' })
   t.equal(dryKills, 0, 'nothing killed')
   dry.controller.abort('SIGTERM')
   await dry.done
@@ -563,7 +574,8 @@ t.test('real kills: the daemon kills the best victims of its cgroup, and only th
   // The real /proc but for meminfo: MemAvailable stays 100 MiB short.
   const proc = fakeProc(t, 1024 * MiB, 28 * MiB)
   for (const pid of [...hogs.map((h) => h.pid), outside.pid]) proc.link(pid)
-  const r = run({ cgroup: group.dir, minAvailableBytes: 128 * MiB, deadlineMs: 2000 }, { procRoot: proc.root })
+  // The fake MemAvailable never comes back: more kills than maxKills may not help before the test sees maxKills.
+  const r = run({ cgroup: group.dir, minAvailableBytes: 128 * MiB, deadlineMs: 2000, maxUnhelpfulKills: 10 }, { procRoot: proc.root })
   r.watcher.fire()
   await r.lineCount(4)
   const kills = r.lines.slice(1, 4)
@@ -702,15 +714,15 @@ t.test('a dry run under the check logs its pick once while below the line, and a
     },
   )
   await r.lineCount(2)
-  t.match(r.lines[1], { event: 'kill', source: 'check', dryRun: true, victim: { pid: a.pid }, reason: 'dry run: nothing killed' })
+  t.match(r.lines[1], { event: 'would-kill', source: 'check', victim: { pid: a.pid }, decision: 'wait', reason: 'dry run: nothing killed' })
   await sleep(350)
   t.equal(r.lines.length, 2, 'checks every 100 ms, said once')
   proc.add(b.pid, { score: 950 }) // now b ranks first
   await r.lineCount(3)
-  t.match(r.lines[2], { event: 'kill', source: 'check', dryRun: true, victim: { pid: b.pid } }, 'another pick is said')
+  t.match(r.lines[2], { event: 'would-kill', source: 'check', victim: { pid: b.pid } }, 'another pick is said')
   r.watcher.fire()
   await r.lineCount(4)
-  t.match(r.lines[3], { event: 'kill', source: 'psi', dryRun: true, victim: { pid: b.pid } }, 'a PSI event is always answered')
+  t.match(r.lines[3], { event: 'would-kill', source: 'psi', victim: { pid: b.pid } }, 'a PSI event is always answered')
   r.controller.abort('SIGTERM')
   t.match(await r.done, { kills: 0 })
   t.equal(kills, 0, 'nothing killed')
@@ -724,4 +736,320 @@ t.test('the check stops the daemon when /proc/meminfo cannot be read', async (t)
   rmSync(join(proc.root, 'meminfo'))
   t.match(await r.done, { reason: 'error', error: { code: 'ENOENT' } })
   t.match(r.lines.slice(1), [{ event: 'error', error: { code: 'ENOENT', message: /meminfo/ } }, { event: 'stop', reason: 'error' }])
+})
+
+t.test('a window the kernel refuses (no CAP_SYS_RESOURCE): the next multiple of 2 s, said in the start line', async (t) => {
+  t.same(unprivilegedTrigger({ stallUs: 150_000, windowUs: 1_000_000 }), { stallUs: 300_000, windowUs: 2_000_000 }, 'the same share of the window')
+  t.same(unprivilegedTrigger({ stallUs: 500_000, windowUs: 2_500_000 }), { stallUs: 800_000, windowUs: 4_000_000 })
+  t.equal(unprivilegedTrigger({ stallUs: 1, windowUs: 4_000_000 }), null, 'a multiple of 2 s already')
+  const proc = fakeProc(t)
+  const cgroup = fakeCgroup(t, [])
+  /** A watch that refuses what `accept` does not take, as the kernel's write() does. */
+  const kernel = (accept: (trigger: WatchPressureOptions) => boolean, error = pathError(-22, 'write', '/proc/pressure/memory')) => {
+    const tried: string[] = []
+    const watch = (trigger: WatchPressureOptions): DaemonWatcher => {
+      tried.push(`${trigger.kind} ${trigger.stallUs} ${trigger.windowUs}`)
+      if (!accept(trigger)) throw error
+      return new FakeWatcher() as unknown as DaemonWatcher
+    }
+    return { tried, watch }
+  }
+  const unprivileged = kernel((trigger) => trigger.windowUs % 2_000_000 === 0)
+  const r = run({ cgroup }, { procRoot: proc.root, watch: unprivileged.watch })
+  await r.lineCount(1)
+  t.same(unprivileged.tried, ['some 150000 1000000', 'some 300000 2000000'])
+  t.match(r.lines[0], {
+    event: 'start',
+    trigger: 'some 300000 2000000',
+    triggerFallback: { requested: 'some 150000 1000000', reason: /refused a 1000 ms window \(EINVAL\): without CAP_SYS_RESOURCE it takes only multiples of 2 s/ },
+  })
+  r.controller.abort('SIGTERM')
+  await r.done
+
+  const privileged = kernel(() => true)
+  const r2 = run({ cgroup }, { procRoot: proc.root, watch: privileged.watch })
+  await r2.lineCount(1)
+  t.same(privileged.tried, ['some 150000 1000000'])
+  t.match(r2.lines[0], { trigger: 'some 150000 1000000' })
+  t.notOk('triggerFallback' in r2.lines[0], 'no fallback when the trigger asked for is armed')
+  r2.controller.abort('SIGTERM')
+  await r2.done
+
+  const noLog = { cgroup, log: () => {} }
+  const refuseAll = kernel(() => false)
+  await t.rejects(runPressureDaemon(noLog, { procRoot: proc.root, watch: refuseAll.watch, lockMemory: () => 0 }), { code: 'EINVAL', syscall: 'write' })
+  t.same(refuseAll.tried, ['some 150000 1000000', 'some 300000 2000000'], 'refused again: the error of the trigger asked for')
+  const twoSeconds = kernel(() => false)
+  await t.rejects(runPressureDaemon({ ...noLog, stallUs: 1000, windowUs: 2_000_000 }, { procRoot: proc.root, watch: twoSeconds.watch, lockMemory: () => 0 }), { code: 'EINVAL' })
+  t.same(twoSeconds.tried, ['some 1000 2000000'], 'a 2 s window refused: nothing else to try')
+  const noPsi = kernel(() => false, pathError(-2, 'open', '/proc/pressure/memory'))
+  await t.rejects(runPressureDaemon(noLog, { procRoot: proc.root, watch: noPsi.watch, lockMemory: () => 0 }), { code: 'ENOENT' })
+  t.same(noPsi.tried, ['some 150000 1000000'], 'only EINVAL on the write is a refused window')
+})
+
+/** A fake cgroup v2 group's memory files. */
+function setCgroupMemory(cgroup: string, files: { max?: string; high?: string; current?: number; stat?: string; events?: string }): void {
+  for (const [name, value] of Object.entries(files)) writeFileSync(join(cgroup, `memory.${name}`), `${value}\n`)
+}
+
+t.test('readCgroupMemory: headroom under the lower of memory.max and memory.high, plus the page cache', async (t) => {
+  const cgroup = fakeCgroup(t, [])
+  t.equal(readCgroupMemory(cgroup), null, 'no limit files (cgroup v1, or no memory controller)')
+  setCgroupMemory(cgroup, { max: 'max', high: 'max', current: 100 * MiB })
+  t.equal(readCgroupMemory(cgroup), null, 'no limit set')
+  setCgroupMemory(cgroup, { max: String(400 * MiB), high: String(300 * MiB), current: 280 * MiB, stat: 'anon 1\nactive_file 8388608\ninactive_file 4194304', events: 'low 0\nhigh 5\nmax 2\noom 1\noom_kill 1' })
+  t.same(readCgroupMemory(cgroup), {
+    limit: 300 * MiB,
+    current: 280 * MiB,
+    reclaimable: 12 * MiB,
+    headroom: 32 * MiB,
+    events: { low: 0, high: 5, max: 2, oom: 1, oom_kill: 1 },
+  })
+  setCgroupMemory(cgroup, { high: 'max', current: 500 * MiB })
+  rmSync(join(cgroup, 'memory.stat'))
+  rmSync(join(cgroup, 'memory.events'))
+  t.same(readCgroupMemory(cgroup), { limit: 400 * MiB, current: 500 * MiB, reclaimable: 0, headroom: 0, events: null }, 'over its limit: no headroom')
+  rmSync(join(cgroup, 'memory.current'))
+  t.equal(readCgroupMemory(cgroup), null, 'no memory.current')
+})
+
+t.test('a cgroup with a limit: decisions on its own headroom, whatever the machine has', async (t) => {
+  const { victims: [a], proc, cgroup } = rankedSleepers(t, 900 * MiB, [900])
+  setCgroupMemory(cgroup, { max: String(200 * MiB), high: 'max', current: 195 * MiB, stat: 'active_file 0\ninactive_file 0', events: 'max 7\noom_kill 0' })
+  const r = run(
+    { cgroup, minAvailablePercent: 10 },
+    {
+      procRoot: proc.root,
+      killAndReap: async (pidfd) => {
+        setCgroupMemory(cgroup, { current: 100 * MiB })
+        return report(pidfd.pid, 95 * MiB)
+      },
+    },
+  )
+  await r.lineCount(1)
+  t.match(r.lines[0], { event: 'start', minAvailable: 100 * MiB, cgroupMemory: { limit: 200 * MiB, headroom: 5 * MiB }, cgroupMinAvailable: 20 * MiB })
+  r.watcher.fire()
+  await r.lineCount(2)
+  t.match(r.lines[1], {
+    event: 'kill',
+    memAvailable: 900 * MiB,
+    scope: 'cgroup',
+    neededBytes: 15 * MiB,
+    cgroupMemory: { current: 195 * MiB, events: { max: 7 } },
+    victim: { pid: a.pid },
+    neededBytesAfter: 0,
+    decision: 'wait',
+    reason: 'enough memory back',
+  })
+  r.watcher.fire()
+  await r.lineCount(3)
+  t.match(r.lines[2], { event: 'pressure', reason: 'enough memory available', cgroupMemory: { headroom: 100 * MiB } })
+  r.controller.abort('SIGTERM')
+  t.match(await r.done, { kills: 1 })
+})
+
+t.test('swap: it kills only when free swap is at its line too, as earlyoom', async (t) => {
+  const { victims: [a], proc, cgroup } = rankedSleepers(t, 50 * MiB, [900])
+  proc.setAvailable(50 * MiB, { total: 1000 * MiB, free: 500 * MiB })
+  let kills = 0
+  const r = run(
+    { cgroup, minAvailableBytes: 100 * MiB, poll: true },
+    {
+      procRoot: proc.root,
+      killAndReap: async (pidfd) => {
+        kills++
+        proc.setAvailable(500 * MiB, { total: 1000 * MiB, free: 50 * MiB })
+        return report(pidfd.pid, 450 * MiB)
+      },
+    },
+  )
+  await r.lineCount(1)
+  t.match(r.lines[0], { swapTotal: 1000 * MiB, swapFree: 500 * MiB, minSwapFree: 100 * MiB }, '10 % of SwapTotal by default')
+  r.watcher.fire()
+  await r.lineCount(2)
+  t.match(r.lines[1], { event: 'pressure', source: 'psi', swapFree: 500 * MiB, neededBytes: 50 * MiB, decision: 'wait', reason: 'swap above its line' })
+  t.equal(kills, 0, 'memory below its line, swap above: no kill (nor a check wakeup)')
+  proc.setAvailable(50 * MiB, { total: 1000 * MiB, free: 100 * MiB })
+  await r.lineCount(3)
+  t.match(r.lines[2], { event: 'kill', source: 'check', swapFree: 100 * MiB, victim: { pid: a.pid } }, 'both at their lines: the check kills')
+  r.controller.abort('SIGTERM')
+  t.match(await r.done, { kills: 1 })
+  // Given in bytes, and no swap at all: SwapFree 0 is always at the line.
+  const r2 = run({ cgroup, minAvailableBytes: 100 * MiB, minSwapFreeBytes: 200 * MiB }, { procRoot: proc.root })
+  await r2.lineCount(1)
+  t.match(r2.lines[0], { minSwapFree: 200 * MiB })
+  r2.controller.abort('SIGTERM')
+  await r2.done
+})
+
+t.test('a cool-down after a kill: the checks below the line wait for it, then kill again', async (t) => {
+  const { victims: [a, b], proc, cgroup } = rankedSleepers(t, 60 * MiB, [900, 800])
+  const killed: number[] = []
+  const killAndReap = async (pidfd: { pid: number }): Promise<ReapReport> => {
+    killed.push(pidfd.pid)
+    writeFileSync(join(cgroup, 'cgroup.procs'), [a, b].filter((v) => !killed.includes(v.pid)).map((v) => `${v.pid}\n`).join(''))
+    // Memory comes back a little each time: the kills help, but not enough.
+    proc.setAvailable((60 + 10 * killed.length) * MiB)
+    return report(pidfd.pid, 10 * MiB)
+  }
+  const r = run({ cgroup, minAvailableBytes: 100 * MiB, poll: true, coolDownMs: 400, maxKills: 2 }, { procRoot: proc.root, killAndReap })
+  await r.lineCount(2)
+  t.match(r.lines[1], { event: 'kill', source: 'check', victim: { pid: a.pid }, decision: 'kill-another' })
+  await r.lineCount(4)
+  t.match(r.lines[2], { event: 'kill', victim: { pid: b.pid }, reason: 'maxKills reached for this event' }, 'within one wakeup, the next kill comes at once')
+  t.match(r.lines[3], { event: 'pressure', source: 'check', decision: 'wait', reason: 'cooling down after a kill' })
+  r.watcher.fire()
+  await r.lineCount(5)
+  t.match(r.lines[4], { event: 'pressure', source: 'psi', reason: 'cooling down after a kill' }, 'a PSI event in the cool-down is answered, with a wait')
+  writeFileSync(join(cgroup, 'cgroup.procs'), `${a.pid}\n`)
+  proc.add(a.pid, { score: 900, start: 7 }) // a new process under an old pid
+  await r.lineCount(6)
+  t.match(r.lines[5], { event: 'kill', source: 'check', victim: { pid: a.pid, startTime: 7 } }, 'after the cool-down the check kills again')
+  t.equal(r.lines.filter((line) => line.reason === 'cooling down after a kill' && line.source === 'check').length, 1, 'the checks in the cool-down say it once')
+  r.controller.abort('SIGTERM')
+  t.match(await r.done, { kills: 3 })
+
+  // Memory falling below where the last kill left it ends the cool-down at once.
+  writeFileSync(join(cgroup, 'cgroup.procs'), `${a.pid}\n${b.pid}\n`)
+  killed.length = 0
+  proc.setAvailable(60 * MiB)
+  const r2 = run({ cgroup, minAvailableBytes: 100 * MiB, maxKills: 1, coolDownMs: 3_600_000 }, { procRoot: proc.root, killAndReap })
+  r2.watcher.fire()
+  await r2.lineCount(2)
+  t.match(r2.lines[1], { event: 'kill', victim: { pid: a.pid }, neededBytes: 40 * MiB, neededBytesAfter: 30 * MiB })
+  r2.watcher.fire()
+  await r2.lineCount(3)
+  t.match(r2.lines[2], { event: 'pressure', reason: 'cooling down after a kill' }, 'memory where the kill left it: an hour of cool-down')
+  proc.setAvailable(65 * MiB)
+  r2.watcher.fire()
+  await r2.lineCount(4)
+  t.match(r2.lines[3], { event: 'kill', victim: { pid: b.pid }, neededBytes: 35 * MiB }, 'memory lower than the kill left it: it kills at once')
+  r2.controller.abort('SIGTERM')
+  t.match(await r2.done, { kills: 2 })
+})
+
+t.test('kills that do not bring memory back: it stops and says why', async (t) => {
+  const victims = sleepers(t, 5)
+  const proc = fakeProc(t, 1000 * MiB, 60 * MiB)
+  victims.forEach((victim, i) => proc.add(victim.pid, { score: 900 - i }))
+  const cgroup = fakeCgroup(t, victims.map((victim) => victim.pid))
+  let kills = 0
+  const r = run(
+    { cgroup, minAvailableBytes: 100 * MiB, maxKills: 1, maxUnhelpfulKills: 2 },
+    {
+      procRoot: proc.root,
+      killAndReap: async (pidfd) => {
+        kills++
+        writeFileSync(join(cgroup, 'cgroup.procs'), victims.slice(kills).map((victim) => `${victim.pid}\n`).join(''))
+        // The first kill helps; then something outside the cgroup takes what each kill gives back, and more.
+        proc.setAvailable(kills === 1 ? 80 * MiB : (80 - kills) * MiB)
+        return report(pidfd.pid, 64 * MiB)
+      },
+    },
+  )
+  for (let fired = 1; fired <= 3; fired++) {
+    r.watcher.fire()
+    await r.lineCount(1 + fired)
+  }
+  t.match(r.lines.slice(1, 4), [
+    { event: 'kill', neededBytes: 40 * MiB, neededBytesAfter: 20 * MiB, reason: 'enough memory back' },
+    { event: 'kill', neededBytesAfter: 22 * MiB, reason: 'enough memory back' },
+    { event: 'kill', neededBytesAfter: 23 * MiB, decision: 'wait', reason: 'kills are not helping' },
+  ])
+  const summary = await r.done
+  t.match(summary, { reason: 'error', kills: 3, error: { code: ERR_PIDFD_REAP_KILLS_NOT_HELPING } })
+  t.equal(summary.error!.message, `kills are not helping: 2 kills in a row reaped ${128 * MiB} bytes, but the memory did not come back (it is being taken outside the cgroup)`)
+  t.match(r.lines.slice(4), [{ event: 'error', error: { code: ERR_PIDFD_REAP_KILLS_NOT_HELPING } }, { event: 'stop', reason: 'error' }])
+  t.equal(kills, 3)
+  for (const victim of victims.slice(3)) t.equal(victim.child.exitCode ?? victim.child.signalCode, null, 'the rest of the cgroup is spared')
+})
+
+t.test('whom to kill: --prefer and --avoid on comm and cmdline, protected users and units', async (t) => {
+  const proc = fakeProc(t)
+  proc.add(301, { score: 900, comm: 'postgres', cmdline: ['postgres', '-D', '/data'] })
+  proc.add(302, { score: 500, comm: 'node', cmdline: ['node', 'build-cache.js'] })
+  proc.add(303, { score: 700, comm: 'chrome', cmdline: ['/opt/chrome', '--type=renderer'] })
+  proc.add(304, { score: 800, comm: 'sshd' })
+  proc.add(305, { score: 1000, comm: 'worker' })
+  const cgroup = fakeCgroup(t, [301, 302, 303], { 'sshd.service': [304], 'user.slice': [] })
+  mkdirSync(join(cgroup, 'sshd.service', 'inner'))
+  writeFileSync(join(cgroup, 'sshd.service', 'inner', 'cgroup.procs'), '305\n')
+  const order = (options: Parameters<typeof listCandidates>[1]) => listCandidates(cgroup, { procRoot: proc.root, ...options }).map((c) => [c.pid, c.preference])
+  t.same(order({}), [[305, 'none'], [301, 'none'], [304, 'none'], [303, 'none'], [302, 'none']], 'by oom_score')
+  t.same(
+    order({ prefer: /renderer|cache/, avoid: /^postgres$/ }),
+    [[303, 'prefer'], [302, 'prefer'], [305, 'none'], [304, 'none'], [301, 'avoid']],
+    'the preferred first (cmdline matched), then by oom_score; the avoided last (comm matched)',
+  )
+  t.same(order({ prefer: /postgres/, avoid: /postgres/ }).slice(0, 1), [[301, 'prefer']], 'prefer wins over avoid')
+  t.same(order({ protectUnits: ['sshd.service'] }).map(([pid]) => pid), [301, 303, 302], 'a unit, and the groups below it')
+  t.same(order({ protectUids: [process.getuid!()] }), [], "this user's processes (the fake /proc is its own)")
+  t.same(order({ protectUids: [65534] }).length, 5, 'another user: nobody protected')
+})
+
+t.test('the new options are checked before anything is armed', async (t) => {
+  const cgroup = fakeCgroup(t, [])
+  const bad: [Partial<DaemonOptions>, RegExp][] = [
+    [{ coolDownMs: -1 }, /options\.coolDownMs/],
+    [{ maxUnhelpfulKills: 0 }, /options\.maxUnhelpfulKills/],
+    [{ minSwapFreePercent: 150 }, /options\.minSwapFreePercent/],
+    [{ minSwapFreeBytes: -5 }, /options\.minSwapFreeBytes/],
+    [{ prefer: 'chrome' as unknown as RegExp }, /options\.prefer/],
+    [{ avoid: 1 as unknown as RegExp }, /options\.avoid/],
+    [{ protectUids: 0 as unknown as number[] }, /options\.protectUids/],
+    [{ protectUids: [0, -1] }, /options\.protectUids\[1\]/],
+    [{ protectUnits: ['a/b'] }, /options\.protectUnits\[0\]/],
+    [{ protectUnits: [''] }, /options\.protectUnits\[0\]/],
+    [{ onWakeup: 'count' as unknown as () => void }, /options\.onWakeup/],
+  ]
+  for (const [options, message] of bad) {
+    const watch = (): DaemonWatcher => {
+      throw new Error('must not be armed')
+    }
+    await t.rejects(runPressureDaemon({ cgroup, ...options }, { watch, lockMemory: () => 0 }), { message }, JSON.stringify(options))
+  }
+})
+
+t.test('below the line, the ranking of the cgroup is reused for a while, not rescanned at every check', async (t) => {
+  const { victims: [a], proc, cgroup } = rankedSleepers(t, 60 * MiB, [900, 800])
+  const fs = await import('node:fs')
+  let scans = 0
+  // The scan lists the cgroup's directory once (cgroupProcesses); nothing else does.
+  const daemon = t.mockRequire<typeof import('../../src/daemon')>('../../src/daemon', {
+    'node:fs': {
+      ...fs,
+      readdirSync: ((path: string, options: never) => {
+        if (path === cgroup) scans++
+        return fs.readdirSync(path, options)
+      }) as typeof fs.readdirSync,
+    },
+  })
+  t.equal(daemon.CANDIDATE_CACHE_MS, 1000)
+  const controller = new AbortController()
+  let wakeups = 0
+  let started = 0
+  let reached!: () => void
+  const eight = new Promise<void>((resolve) => (reached = resolve))
+  const lines: AnyLine[] = []
+  const done = daemon.runPressureDaemon(
+    {
+      cgroup,
+      minAvailableBytes: 100 * MiB,
+      dryRun: true,
+      signal: controller.signal,
+      log: (line) => lines.push(line as AnyLine),
+      onWakeup: () => {
+        if (++wakeups === 1) started = performance.now()
+        if (wakeups === 8) reached()
+      },
+    },
+    { procRoot: proc.root, watch: () => new FakeWatcher() as unknown as DaemonWatcher, lockMemory: () => 0 },
+  )
+  await eight
+  const elapsed = performance.now() - started
+  const scansNow = scans - 1 // the start's check that the cgroup is readable
+  controller.abort('SIGTERM')
+  await done
+  t.match(lines[1], { event: 'would-kill', source: 'check', victim: { pid: a.pid } })
+  t.ok(scansNow <= Math.floor(elapsed / daemon.CANDIDATE_CACHE_MS) + 1, `${scansNow} scans for 8 checks below the line in ${Math.round(elapsed)} ms`)
 })
