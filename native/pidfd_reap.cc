@@ -65,6 +65,11 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
             InstanceMethod("reapProgress", &PidfdReap::ReapProgressJs),
             InstanceValue("pageSize", Napi::Number::New(env, sysconf(_SC_PAGESIZE))),
             InstanceValue("syscallNrPath", Napi::String::New(env, kSyscallNrPath)),
+#ifdef PIDFD_REAP_TEST_HOOKS
+            InstanceValue("testHooks", Napi::Boolean::New(env, true)),
+#else
+            InstanceValue("testHooks", Napi::Boolean::New(env, false)),
+#endif
         });
     NAPI_THROW_IF_FAILED_VOID(
         env, napi_add_async_cleanup_hook(env, &PidfdReap::OnEnvCleanup, this, &cleanup_hook_));
