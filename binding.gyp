@@ -27,7 +27,10 @@
             "native/sd_notify.cc"
           ],
           "dependencies": [
-            "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
+            # _all: a C++ exception that is not a Napi::Error (std::bad_alloc
+            # from an allocation that fails under memory pressure, say)
+            # becomes a JS Error too, instead of std::terminate.
+            "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except_all"
           ],
           "defines": ["NAPI_VERSION=8"],
           "cflags_cc": ["-std=c++17", "-Wall", "-Wextra"],

@@ -123,6 +123,8 @@ export interface NativeBinding {
    * npm install (binding.gyp's test_hooks).
    */
   readonly testHooks: boolean
+  /** Test build only: allocates and frees `bytes` with C++ operator new (a failure throws std::bad_alloc). */
+  testAllocate?(bytes: bigint): void
 }
 
 const packageRoot = join(__dirname, '..')
