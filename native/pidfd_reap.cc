@@ -122,7 +122,7 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
     if (!callback.IsFunction()) {
       throw Napi::TypeError::New(info.Env(), "pidfd-reap: expected a function");
     }
-    return NumberResult(info.Env(), watchers_.Watch(info.Env(), fd, callback.As<Napi::Function>()));
+    return NumberResult(info.Env(), watchers_.Watch(info.Env(), fd, callback, kPidfdWatch));
   }
 
   // unwatch(id) -> true if the watcher was still active.
