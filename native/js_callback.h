@@ -1,6 +1,6 @@
 // Calling JS from an event-loop callback of the addon's own (a uv_poll
-// handle), as Node calls its own: used by the pidfd watchers (watchers.cc)
-// and the PSI watchers (psi.cc).
+// handle), as Node calls its own: used by the watchers (watchers.cc), pidfd
+// and PSI alike.
 #ifndef PIDFD_REAP_JS_CALLBACK_H_
 #define PIDFD_REAP_JS_CALLBACK_H_
 

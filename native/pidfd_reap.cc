@@ -63,8 +63,16 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
             InstanceMethod("startReap", &PidfdReap::StartReapJs),
             InstanceMethod("reapStop", &PidfdReap::ReapStopJs),
             InstanceMethod("reapProgress", &PidfdReap::ReapProgressJs),
+#ifdef PIDFD_REAP_TEST_HOOKS
+            InstanceMethod("testAllocate", &PidfdReap::TestAllocateJs),
+#endif
             InstanceValue("pageSize", Napi::Number::New(env, sysconf(_SC_PAGESIZE))),
             InstanceValue("syscallNrPath", Napi::String::New(env, kSyscallNrPath)),
+#ifdef PIDFD_REAP_TEST_HOOKS
+            InstanceValue("testHooks", Napi::Boolean::New(env, true)),
+#else
+            InstanceValue("testHooks", Napi::Boolean::New(env, false)),
+#endif
         });
     NAPI_THROW_IF_FAILED_VOID(
         env, napi_add_async_cleanup_hook(env, &PidfdReap::OnEnvCleanup, this, &cleanup_hook_));
@@ -114,7 +122,7 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
     if (!callback.IsFunction()) {
       throw Napi::TypeError::New(info.Env(), "pidfd-reap: expected a function");
     }
-    return NumberResult(info.Env(), watchers_.Watch(info.Env(), fd, callback.As<Napi::Function>()));
+    return NumberResult(info.Env(), watchers_.Watch(info.Env(), fd, callback, kPidfdWatch));
   }
 
   // unwatch(id) -> true if the watcher was still active.
@@ -169,6 +177,18 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
   Napi::Value ReapStopJs(const Napi::CallbackInfo& info) { return ReapStop(info); }
 
   Napi::Value ReapProgressJs(const Napi::CallbackInfo& info) { return ReapProgress(info); }
+
+#ifdef PIDFD_REAP_TEST_HOOKS
+  // Test hook: allocates (and frees) `bytes` with operator new, as the
+  // addon's own allocations do, so that a test can make one fail for real
+  // (std::bad_alloc) and see it become a JS error instead of std::terminate.
+  Napi::Value TestAllocateJs(const Napi::CallbackInfo& info) {
+    uint64_t bytes = Uint64Arg(info, 0);
+    void* memory = ::operator new(static_cast<size_t>(bytes));
+    ::operator delete(memory);
+    return info.Env().Undefined();
+  }
+#endif
 
   // Runs when the environment (main thread or worker) shuts down: closes every
   // uv handle and tells Node when the last close callback has run.

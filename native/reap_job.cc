@@ -142,8 +142,11 @@ Outcome Classify(Mechanism mechanism, long result) {
   }
 }
 
+#ifdef PIDFD_REAP_TEST_HOOKS
 // Test seam: scripted try_reap_dying_process results, for outcomes the host
 // kernel (which has no such call) cannot produce. Everything else is real.
+// Compiled only into the test build (binding.gyp: test_hooks, on in a
+// source tree with its tests), never into a prebuild or an npm install.
 struct ReapScript {
   // Stands for "as many bytes as the call's cap allows" (JS: Infinity).
   static constexpr long kCap = LONG_MAX;
@@ -158,6 +161,7 @@ struct ReapScript {
     return result == kCap ? static_cast<long>(std::min<uint64_t>(max_bytes, LONG_MAX)) : result;
   }
 };
+#endif
 
 struct ReapCounts {
   uint64_t bytes = 0;
@@ -203,7 +207,9 @@ class ReapJob : public ThreadJob {
   uint64_t chunk = 0;
   uint64_t budget = UINT64_MAX;
   Clock::time_point deadline = Clock::time_point::max();
+#ifdef PIDFD_REAP_TEST_HOOKS
   std::unique_ptr<ReapScript> script;
+#endif
 
   // A stop the JS side asked for (Stop::kAborted or kDeadline).
   std::atomic<int> stop_request{static_cast<int>(Stop::kRunning)};
@@ -473,11 +479,15 @@ class ReapJob : public ThreadJob {
   long CallTryReap(uint32_t flags) {
     uint64_t max_bytes = std::min(chunk, budget - bytes.load());
     calls++;
-    if (!script) return TryReapDyingProcess(syscall_nr, pidfd, max_bytes, flags);
-    long result = script->Next(max_bytes);
-    // The scripted kernel's kill is a real one.
-    if ((flags & kTryReapKill) && KilledBy(result)) PidfdSendSignal(pidfd, SIGKILL);
-    return result;
+#ifdef PIDFD_REAP_TEST_HOOKS
+    if (script) {
+      long result = script->Next(max_bytes);
+      // The scripted kernel's kill is a real one.
+      if ((flags & kTryReapKill) && KilledBy(result)) PidfdSendSignal(pidfd, SIGKILL);
+      return result;
+    }
+#endif
+    return TryReapDyingProcess(syscall_nr, pidfd, max_bytes, flags);
   }
 
   // Exited, a requested stop, the deadline, the budget, or kRunning.
@@ -583,6 +593,7 @@ void ReapJob::CallListener(napi_env env, napi_value listener, void* context, voi
   }
 }
 
+#ifdef PIDFD_REAP_TEST_HOOKS
 std::unique_ptr<ReapScript> ParseScript(Napi::Object script) {
   Napi::Env env = script.Env();
   Napi::Value results = script.Get("results");
@@ -606,6 +617,7 @@ std::unique_ptr<ReapScript> ParseScript(Napi::Object script) {
   }
   return parsed;
 }
+#endif
 
 using JobHandle = std::shared_ptr<ReapJob>;
 
@@ -652,11 +664,16 @@ Napi::Value StartReap(const Napi::CallbackInfo& info, SyscallNrCache& syscall_nr
                                        Millis(std::max(0.0, remaining_ms)));
   }
   bool has_try_reap;
-  if (script.IsObject()) {
+  if (!script.IsUndefined() && !script.IsNull()) {
+#ifdef PIDFD_REAP_TEST_HOOKS
+    if (!script.IsObject()) throw Napi::TypeError::New(env, "pidfd-reap: expected a script object");
     job->script = ParseScript(script.As<Napi::Object>());
     has_try_reap = !job->script->results.empty();
     job->has_mrelease = script.As<Napi::Object>().Get("processMrelease").ToBoolean();
     job->has_kill_flag = has_try_reap && script.As<Napi::Object>().Get("tryReapKill").ToBoolean();
+#else
+    throw Napi::Error::New(env, "pidfd-reap: this build has no test hooks (a scripted kernel needs the test build: binding.gyp test_hooks)");
+#endif
   } else {
     job->syscall_nr = syscall_nr.Get();
     has_try_reap = job->syscall_nr > 0;

@@ -1,6 +1,11 @@
-// Pidfd readiness watchers: one uv_poll_t per watched fd on the
-// environment's own event loop, calling a JS callback once when the fd
-// becomes readable (a pidfd: the process exited). Used by Pidfd#exited().
+// Event-loop watchers: one uv_poll_t per watched fd on the environment's own
+// event loop, calling a JS callback with a status when the fd is ready. One
+// type serves both users:
+//  * pidfd readiness (Pidfd#exited()): UV_READABLE, once (the process
+//    exited), the fd belongs to the caller;
+//  * PSI triggers (psi.cc): UV_PRIORITIZED, every event, the fd belongs to
+//    the watcher (closing it destroys the kernel's trigger), and a file
+//    that went away (POLLERR: its cgroup was removed) ends the watch.
 #ifndef PIDFD_REAP_WATCHERS_H_
 #define PIDFD_REAP_WATCHERS_H_
 
@@ -24,15 +29,31 @@ inline void SetHandleRef(uv_handle_t* handle, bool ref) {
   }
 }
 
-// The watchers of one environment (owned by its addon instance).
+// What a watch waits for.
+struct WatchKind {
+  int events;          // UV_READABLE or UV_PRIORITIZED
+  bool once;           // the callback runs once, then the watch is gone
+  bool owns_fd;        // the fd is closed with the watch (after libuv stopped polling it)
+  const char* name;    // the async resource's name
+};
+
+constexpr WatchKind kPidfdWatch{UV_READABLE, true, false, "pidfd-reap:watch"};
+constexpr WatchKind kPsiWatch{UV_PRIORITIZED, false, true, "pidfd-reap:psi"};
+
+// The watchers of one environment (the addon instance's pidfd watchers, the
+// PSI module's own). The callback gets 0 for each event (once: the one
+// event) or -errno once when polling fails (-ENODEV: a repeating watch's
+// file went away); the watcher is gone after a -errno or a once event.
 class Watchers {
  public:
-  // Starts watching fd; returns the watcher's id (> 0) or -errno. The
-  // callback runs once, with 0 when fd becomes readable or -errno when
-  // polling fails; the watcher is gone after that.
-  long Watch(Napi::Env env, int32_t fd, Napi::Function callback);
+  // Starts watching fd; returns the watcher's id (> 0), or -errno from
+  // libuv with *failed (if given) set to "uv_poll_init" or "uv_poll_start".
+  // An fd the kind owns is closed on every failure. Throws Napi::Error when
+  // N-API fails.
+  long Watch(Napi::Env env, int32_t fd, Napi::Value callback, const WatchKind& kind,
+             const char** failed = nullptr);
 
-  // Stops a watcher (its callback never runs); false if it was not active.
+  // Stops a watcher (its callback never runs again); false if it was not active.
   bool Unwatch(uint32_t id);
 
   // Whether the watcher keeps the event loop alive (uv_ref / uv_unref; a new
@@ -45,6 +66,7 @@ class Watchers {
 
   // At environment teardown: closes every watcher, then (once the last
   // close callback has run, or at once if there is none) removes `hook`.
+  // The Watchers object itself may be gone before those callbacks run.
   void CloseAll(napi_async_cleanup_hook_handle hook);
 
  private:

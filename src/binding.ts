@@ -117,6 +117,14 @@ export interface NativeBinding {
   parseSyscallNr(text: string): number
   readonly pageSize: number
   readonly syscallNrPath: string
+  /**
+   * Whether this build has the test hooks (startReap's script): only the
+   * test build of a source tree with its tests, never a prebuild or an
+   * npm install (binding.gyp's test_hooks).
+   */
+  readonly testHooks: boolean
+  /** Test build only: allocates and frees `bytes` with C++ operator new (a failure throws std::bad_alloc). */
+  testAllocate?(bytes: bigint): void
 }
 
 const packageRoot = join(__dirname, '..')

@@ -11,12 +11,18 @@
 // Twice: `npx pidfd-reap daemon`, then the example on the public API,
 // `node examples/pressure-daemon.mjs`.
 //
+// A third test proves a PSI-sourced wakeup: the daemon watches a cgroup's
+// memory.pressure with its MemAvailable check off (--no-poll), the group's
+// memory.high is far below what its workload touches (no swap: the kernel
+// can only throttle it, which is a memory stall), and the only way it can
+// kill is a PSI event.
+//
 // Runs only in the guest (PIDFD_REAP_VM=1): anywhere else it would exhaust
 // the memory of a machine others use. The guest config has PSI and the
 // guest mounts cgroup v2: without either it fails, it does not skip.
 import t, { type Test } from 'tap'
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { MiB, compileC, killQuietly, meminfo, projectRoot, removeCgroupDir, startBystander } from '../../victims'
@@ -145,3 +151,59 @@ t.test('npx pidfd-reap daemon keeps the guest out of the OOM killer', { skip }, 
 t.test('node examples/pressure-daemon.mjs does the same', { skip }, (t) =>
   overcommit(t, 'example', (group, min) => [EXAMPLE, '--cgroup', group, '--stall', '100ms', '--window', '1s', '--min-available', `${min}M`, '--max-kills', '2']),
 )
+
+t.test('a PSI event wakes the daemon: a cgroup held at its memory.high, --cgroup-pressure --no-poll', { skip }, async (t) => {
+  const pressure = (group: string): string => join(group, 'memory.pressure')
+  const controllers = join(CGROUP2, 'cgroup.subtree_control')
+  if (!readFileSync(controllers, 'utf8').split(/\s+/).includes('memory')) writeFileSync(controllers, '+memory')
+  const group = join(CGROUP2, `pidfd-reap-daemon-${process.pid}-psi`)
+  mkdirSync(group)
+  t.teardown(() => removeCgroupDir(group, 1000))
+  t.ok(existsSync(pressure(group)), `${pressure(group)} exists (CONFIG_PSI, cgroup v2)`)
+  // The workload touches 4 times memory.high; memory.max is only the safety
+  // net (a memcg OOM kill would show in vmstat oom_kill, checked below).
+  const highMiB = 32
+  writeFileSync(join(group, 'memory.high'), `${highMiB * MiB}`)
+  writeFileSync(join(group, 'memory.max'), `${8 * highMiB * MiB}`)
+  const oomKillsBefore = vmstat('oom_kill')
+
+  const daemon = spawn(
+    process.execPath,
+    [BIN, 'daemon', '--cgroup', group, '--cgroup-pressure', '--no-poll', '--stall', '100ms', '--window', '1s', '--max-kills', '1', '--deadline', '5s'],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  )
+  const daemonExit = new Promise<number | null>((resolve) => daemon.once('exit', (code) => resolve(code)))
+  t.teardown(() => daemon.kill('SIGKILL'))
+  const lines: Record<string, unknown>[] = []
+  let sawKill!: () => void
+  const killed = new Promise<void>((resolve) => (sawKill = resolve))
+  await new Promise<void>((resolve, reject) => {
+    daemon.once('exit', (code) => reject(new Error(`the daemon exited at once: ${code}`)))
+    createInterface({ input: daemon.stdout! }).on('line', (line) => {
+      t.comment(`daemon: ${line}`)
+      lines.push(JSON.parse(line))
+      if (lines.length === 1) resolve()
+      if (lines.at(-1)!.event === 'kill') sawKill()
+    })
+  })
+  t.match(lines[0], { event: 'start', path: pressure(group), poll: false }, 'it watches the group\'s memory.pressure, and nothing else')
+
+  const grower = await startGrower(compileC(GROW), group, 4, 20, 4 * highMiB)
+  t.teardown(async () => (grower.child.kill('SIGKILL'), await grower.gone))
+  // Throttled at memory.high it still ends holding its 128 MiB if nothing
+  // kills it: then the daemon was never woken, and the test fails below.
+  const outcome = await Promise.race([grower.held.then((mib) => `held ${mib} MiB`), killed.then(() => 'killed')])
+  t.equal(outcome, 'killed', 'the daemon killed the workload before it got all it asked for')
+  await grower.gone
+  daemon.kill('SIGTERM')
+  t.equal(await daemonExit, 0, 'the daemon stops cleanly on SIGTERM')
+
+  const kill = lines.find((line) => line.event === 'kill') as { source: string; victim: { pid: number }; report: { mechanism: string; killPath: string; bytesReaped: number } }
+  t.match(kill, { source: 'psi', victim: { pid: grower.pid }, report: { mechanism: 'try_reap' } }, 'the kill followed a PSI event and reaped through try_reap_dying_process')
+  t.comment(`killed ${kill.victim.pid} via ${kill.report.killPath}, ${(kill.report.bytesReaped / MiB).toFixed(1)} MiB reaped`)
+  t.equal(grower.child.signalCode, 'SIGKILL', 'the workload died of that SIGKILL')
+  t.same(lines.filter((line) => line.source === 'check'), [], 'no line came from the MemAvailable check')
+  t.match(lines.at(-1), { event: 'stop', reason: 'SIGTERM', checks: 0, kills: 1 })
+  t.ok((lines.at(-1)!.events as number) >= 1, `${lines.at(-1)!.events as number} PSI event(s)`)
+  t.equal(vmstat('oom_kill'), oomKillsBefore, 'no memcg OOM kill: memory.max was never reached')
+})

@@ -50,6 +50,12 @@ t.test('a source build leaves the glibc shim and static libstdc++ out', async (t
   const addon = join(copy, 'build', 'Release', 'pidfd_reap.node')
   const loaded = spawnSync(process.execPath, ['-p', `typeof require(${JSON.stringify(addon)}).features().processMrelease`], { encoding: 'utf8' })
   t.equal(loaded.stdout, 'boolean\n', 'the addon loads and answers', { stderr: loaded.stderr })
+  // Built as a user's npm install builds it (no test/ beside native/): the
+  // scripted kernel of the policy tests is not in it, and asking for it fails.
+  const scripted = `const a = require(${JSON.stringify(addon)}); console.log(a.testHooks);
+    try { a.startReap(-1, 1, 1n, 1n, 0, () => {}, { results: [0] }) } catch (e) { console.log(e.message) }`
+  const hooks = spawnSync(process.execPath, ['-e', scripted], { encoding: 'utf8' })
+  t.equal(hooks.stdout, 'false\npidfd-reap: this build has no test hooks (a scripted kernel needs the test build: binding.gyp test_hooks)\n', 'no test hooks in it', { stderr: hooks.stderr })
   // Linked as any C++ addon: against the system's libstdc++, which every
   // machine that compiles has, rather than libstdc++.a, which many lack.
   const needed = execFileSync('objdump', ['-p', addon], { encoding: 'utf8' })

@@ -617,6 +617,29 @@ t.test('it locks its memory first; a failure is logged and it runs on; lockMemor
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
+/**
+ * Counts the daemon's memory checks as they run: each one ends by arming
+ * the next (setTimeout(check, ...), looked up on the global object), so a
+ * test can wait for N more checks instead of sleeping for what N take on an
+ * idle machine. `after(n)` resolves once n more checks have run.
+ */
+function countChecks(t: Test): { count: () => number; after: (n: number) => Promise<void> } {
+  const real = globalThis.setTimeout
+  let checks = 0
+  globalThis.setTimeout = ((fn: (...args: unknown[]) => void, ms?: number, ...args: unknown[]) => {
+    if (fn.name === 'check') checks++
+    return real(fn, ms, ...args)
+  }) as typeof setTimeout
+  t.teardown(() => void (globalThis.setTimeout = real))
+  return {
+    count: () => checks,
+    after: async (n) => {
+      const target = checks + n
+      while (checks < target) await new Promise((resolve) => real(resolve, 10))
+    },
+  }
+}
+
 t.test('nextCheckMs: before memory filling at the assumed rate could reach the line, within 100 ms to 1 s', async (t) => {
   t.same(CHECK_INTERVAL_MS, { min: 100, max: 1000 })
   const rate = 6000 * MiB
@@ -630,6 +653,7 @@ t.test('nextCheckMs: before memory filling at the assumed rate could reach the l
 t.test('the MemAvailable check kills between PSI events, and only while below the line', async (t) => {
   const { victims: [a], proc, cgroup } = rankedSleepers(t, 500 * MiB, [900, 800])
   const killed: number[] = []
+  const checks = countChecks(t)
   const r = run(
     { cgroup, minAvailableBytes: 100 * MiB, poll: true },
     {
@@ -643,14 +667,14 @@ t.test('the MemAvailable check kills between PSI events, and only while below th
   )
   await r.lineCount(1)
   t.match(r.lines[0], { event: 'start', poll: true, fillRateBytesPerSec: 6000 * MiB })
-  await sleep(350)
-  t.equal(r.lines.length, 1, 'checks above the line log nothing')
+  await checks.after(3)
+  t.equal(r.lines.length, 1, 'three checks above the line logged nothing')
   proc.setAvailable(60 * MiB)
   await r.lineCount(2)
   t.match(r.lines[1], { event: 'kill', source: 'check', memAvailable: 60 * MiB, neededBytes: 40 * MiB, victim: { pid: a.pid }, decision: 'wait', reason: 'enough memory back' })
   t.ok('pressure' in r.lines[1], 'with the pressure file read at the check (null where it cannot be read)')
-  await sleep(350)
-  t.same(killed, [a.pid], 'back above the line: no more kills')
+  await checks.after(3)
+  t.same(killed, [a.pid], 'back above the line: three more checks, no more kills')
   r.watcher.fire()
   await r.lineCount(3)
   t.match(r.lines[2], { event: 'pressure', source: 'psi', decision: 'wait', reason: 'enough memory available' })
@@ -665,6 +689,7 @@ t.test('the check: no victim is said once while below the line; a check during a
   const cgroup = fakeCgroup(t, [])
   let release: (() => void) | undefined
   let kills = 0
+  const checks = countChecks(t)
   const r = run(
     { cgroup, minAvailableBytes: 100 * MiB, poll: true },
     {
@@ -679,10 +704,12 @@ t.test('the check: no victim is said once while below the line; a check during a
   )
   await r.lineCount(2)
   t.match(r.lines[1], { event: 'pressure', source: 'check', reason: 'no victim in the cgroup', neededBytes: 40 * MiB })
-  await sleep(450)
-  t.equal(r.lines.length, 2, 'checks every 100 ms, said once')
+  await checks.after(4)
+  t.equal(r.lines.length, 2, 'four more checks below the line: said once')
+  // A check must see the memory above the line: wait for one, not for the
+  // 250 ms it takes on an idle machine.
   proc.setAvailable(500 * MiB)
-  await sleep(250)
+  await checks.after(1)
   proc.setAvailable(60 * MiB)
   await r.lineCount(3)
   t.match(r.lines[2], { event: 'pressure', source: 'check', reason: 'no victim in the cgroup' }, 'said again after a time above the line')
@@ -690,8 +717,8 @@ t.test('the check: no victim is said once while below the line; a check during a
   proc.add(a.pid, { score: 900 })
   writeFileSync(join(cgroup, 'cgroup.procs'), `${a.pid}\n`)
   while (!release) await sleep(20)
-  await sleep(350)
-  t.equal(kills, 1, 'one kill at a time')
+  await checks.after(3)
+  t.equal(kills, 1, 'one kill at a time: three checks during the kill started none')
   r.controller.abort('SIGTERM')
   release!()
   const summary = await r.done
@@ -703,6 +730,7 @@ t.test('the check: no victim is said once while below the line; a check during a
 t.test('a dry run under the check logs its pick once while below the line, and again for another pick', async (t) => {
   const { victims: [a, b], proc, cgroup } = rankedSleepers(t, 60 * MiB, [900, 800])
   let kills = 0
+  const checks = countChecks(t)
   const r = run(
     { cgroup, minAvailableBytes: 100 * MiB, poll: true, dryRun: true },
     {
@@ -715,8 +743,8 @@ t.test('a dry run under the check logs its pick once while below the line, and a
   )
   await r.lineCount(2)
   t.match(r.lines[1], { event: 'would-kill', source: 'check', victim: { pid: a.pid }, decision: 'wait', reason: 'dry run: nothing killed' })
-  await sleep(350)
-  t.equal(r.lines.length, 2, 'checks every 100 ms, said once')
+  await checks.after(3)
+  t.equal(r.lines.length, 2, 'three more checks: said once')
   proc.add(b.pid, { score: 950 }) // now b ranks first
   await r.lineCount(3)
   t.match(r.lines[2], { event: 'would-kill', source: 'check', victim: { pid: b.pid } }, 'another pick is said')

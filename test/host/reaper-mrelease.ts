@@ -51,6 +51,12 @@ t.test('a victim that cannot exit: process_mrelease reaps it and its RSS drop is
   t.teardown(() => frozen.cleanup())
   const { pid } = frozen.victim
   const rssBefore = readRssBytes(pid)!
+  // Calibration, in this run: the event loop's delays over 300 ms of idling
+  // are the host's own jitter right now.
+  const idle = monitorEventLoopDelay({ resolution: 1 })
+  idle.enable()
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  idle.disable()
   const delay = monitorEventLoopDelay({ resolution: 1 })
   delay.enable()
   const report = await killAndReap(pid)
@@ -60,10 +66,14 @@ t.test('a victim that cannot exit: process_mrelease reaps it and its RSS drop is
   t.ok(after.exists && after.hasMm, 'still there, with its mm')
   t.ok(report.bytesReaped >= 250 * MiB, `reported ${report.bytesReaped / MiB} MiB`)
   t.ok(Math.abs(rssBefore - after.rssBytes - report.bytesReaped) <= MiB, `RSS ${rssBefore / MiB} -> ${after.rssBytes / MiB} MiB`)
-  const p99 = delay.percentile(99) / 1e6
-  t.comment(`event-loop delay while reaping 256 MiB: p99 ${p99.toFixed(2)} ms, max ${(delay.max / 1e6).toFixed(2)} ms`)
-  // Generous for a shared machine: the call runs on the job's thread.
-  t.ok(p99 < 50, `event-loop delay p99 ${p99.toFixed(2)} ms`)
+  const ms = (nanoseconds: number): string => (nanoseconds / 1e6).toFixed(2)
+  t.comment(`event-loop delay while reaping 256 MiB in ${report.elapsedMs.toFixed(1)} ms: p99 ${ms(delay.percentile(99))} ms, max ${ms(delay.max)} ms; idle: p99 ${ms(idle.percentile(99))} ms, max ${ms(idle.max)} ms`)
+  // The call runs on the job's thread. Run on the event loop, it would
+  // delay it once by the whole call: the longest delay would be the call's
+  // time on top of the host's own jitter. Against the jitter measured just
+  // before, not a fixed number of ms, so a loaded host cannot fail it.
+  const bound = 2 * (idle.max / 1e6) + report.elapsedMs / 2
+  t.ok(delay.max / 1e6 < bound, `longest event-loop delay ${ms(delay.max)} ms < ${bound.toFixed(2)} ms (twice the idle maximum, plus half the call)`)
   frozen.thaw()
   await frozen.victim.gone
   t.equal(frozen.victim.child.signalCode, 'SIGKILL', 'thawed, it exits')

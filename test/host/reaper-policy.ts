@@ -11,6 +11,7 @@ import { constants } from 'node:os'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { killAndReap, Pidfd, Reaper, type ReapProgress } from '../../src/index'
 import type { TryReapScript } from '../../src/reaper'
+import { native } from '../../src/binding'
 import { MiB, killQuietly, startSleeper } from '../../victims'
 import { diesOf } from '../fixtures/dies-of'
 import { frozenUnavailable, frozenVictim } from '../fixtures/stuck-victims'
@@ -21,6 +22,11 @@ const [EPERM, ESRCH, EINTR, EBADF, EAGAIN, ENOMEM, EBUSY, EINVAL, ENOSYS] = [
 ].map((n) => -n)
 
 const skip = frozenUnavailable()
+
+// The scripted kernel exists only in the test build (binding.gyp's
+// test_hooks: on in a source tree with test/host); without it every test
+// below would fail on its first killAndReap, so say why once, here.
+t.equal(native.testHooks, true, 'the addon is the test build, with its test hooks (rebuild here, or PIDFD_REAP_TEST_HOOKS=1)')
 
 /** A frozen victim (survives the kill until thawed), cleaned up after the test. */
 async function victim(t: Test, mib = 0): Promise<{ pid: number; thaw: () => void }> {

@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { killAndReap, Pidfd, Reaper } from '../../src/index'
 import { kernelFeatures } from '../fixtures/kernel-features'
-import { MmapLockStall, mmapLockUnavailable } from '../fixtures/stuck-victims'
+import { MmapLockStall, inMrelease, mmapLockUnavailable, threadsInMrelease } from '../fixtures/stuck-victims'
 
 const kernel = kernelFeatures()
 const skip =
@@ -53,8 +53,12 @@ t.test('the deadline and aborts settle while process_mrelease is blocked', { ski
 
   const second = await stall.victim(32)
   const controller = new AbortController()
-  setTimeout(() => controller.abort(), 100)
-  const aborted = await new Reaper({}).killAndReap(second.pid, { signal: controller.signal })
+  // Abort once the call is in the kernel, seen there, not guessed by a timer.
+  const inside = threadsInMrelease()
+  const abortedPromise = new Reaper({}).killAndReap(second.pid, { signal: controller.signal })
+  await inMrelease(inside + 1)
+  controller.abort()
+  const aborted = await abortedPromise
   t.match(aborted, { stopReason: 'aborted', calls: 1, exited: false })
 
   await stall.release()
@@ -69,8 +73,9 @@ t.test('eight stuck kills leave fs and crypto on the thread pool free', { skip }
   for (let i = 0; i < 8; i++) victims.push(await stall.victim(16))
   const controllers = victims.map(() => new AbortController())
   const reaper = new Reaper({})
+  const inside = threadsInMrelease()
   const kills = victims.map((victim, i) => reaper.killAndReap(victim.pid, { signal: controllers[i].signal }))
-  await sleep(200) // every job is inside process_mrelease by now
+  await inMrelease(inside + 8) // every job is inside process_mrelease now
 
   const latencies: number[] = []
   for (let i = 0; i < 20; i++) {
@@ -109,8 +114,9 @@ t.test('a worker that exits while its job is blocked leaves nothing behind', { s
     workerData: { mode: 'reap-pending', pid: victim.pid },
     execArgv: [],
   })
+  const inside = threadsInMrelease()
   t.equal(await new Promise((resolve) => worker.once('message', resolve)), 'pending')
-  await sleep(100)
+  await inMrelease(inside + 1) // the worker's job is in the kernel
   t.equal(await worker.terminate(), 1, 'terminated while process_mrelease was blocked')
   // The job's thread outlives the worker; let the call return now.
   await stall.release()
@@ -143,8 +149,10 @@ t.test('a progress listener that throws on every event cannot leave the call pen
   const controller = new AbortController()
   const reaper = new Reaper({ signal: controller.signal })
   reaper.on('progress', throwing)
+  const inside = threadsInMrelease()
   const byAbort = reaper.killAndReap(second.pid)
-  setTimeout(() => controller.abort(), 100)
+  await inMrelease(inside + 1)
+  controller.abort()
   await t.rejects(settlesWithin(byAbort, 5000, 'killAndReap after the abort'), thrown, 'the abort path rejects with the listener\'s error')
   t.same(uncaught, [], 'no uncaught exception')
 })
