@@ -30,7 +30,7 @@ function header(r: Results): string[] {
       (h ? ` on a ${h.cpus}-CPU ${h.model} host (load average ${h.loadAverage} when the guest started)` : '') +
       `, Linux ${k.release} built from the series at kernel commit ${k.seriesCommit?.slice(0, 12) ?? '?'} (series sha256 ${k.seriesBuilt?.slice(0, 12) ?? '?'}${changed}; try_reap_dying_process is syscall ${k.tryReapSyscallNr}), ` +
       `project commit ${r.project.gitCommit?.slice(0, 12) ?? 'unknown'}${dirty}. ` +
-      `One run of \`npm run bench\`: ${(r.durationMs / 60000).toFixed(1)} min (${parts}). ` +
+      `One run of \`npm run bench\`: ${(r.durationMs / 60000).toFixed(1)} guest minutes (${parts}; an icount guest's clock jumps ahead while it waits for the host's I/O, so its minutes are not the host's). ` +
       'Emulated (TCG): absolute times are several times a real machine\'s; compare within the run (the ratios). ' +
       'icount: one vCPU under `scripts/vm --icount` (guest time counts instructions, so the host\'s load does not move it); wall: two vCPUs under ordinary TCG, for what needs two CPUs at once.',
   ]
