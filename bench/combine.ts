@@ -42,19 +42,22 @@ export interface RepeatCheck {
   what: string
   limit: number
   ratios: Record<string, { values: [number, number]; spread: number | null; within: boolean }>
+  /** Ratios only one of the runs has (its part not run, or failed, in the other): not compared, listed. */
+  notRepeated: string[]
   maxSpread: number | null
-  /** Every ratio of both runs within the limit (a ratio one run lacks counts as outside). */
+  /** Every ratio both runs have within the limit (one without a value counts as outside), and at least one compared. */
   pass: boolean
 }
 
 /** The spread of every ratio two runs of the same clock gave. */
 export function repeatCheck(first: Record<string, Estimate>, second: Record<string, Estimate>, limit = REPEAT_LIMIT): RepeatCheck {
-  const keys = [...new Set([...Object.keys(first), ...Object.keys(second)])].sort()
+  const keys = Object.keys(first).filter((key) => key in second).sort()
+  const notRepeated = [...new Set([...Object.keys(first), ...Object.keys(second)])].filter((key) => !(key in first && key in second)).sort()
   const ratios: RepeatCheck['ratios'] = {}
   let max = 0
   for (const key of keys) {
-    const a = first[key]?.value ?? NaN
-    const b = second[key]?.value ?? NaN
+    const a = first[key].value
+    const b = second[key].value
     const spread = relativeSpread(a, b)
     max = Math.max(max, spread)
     ratios[key] = { values: [round(a, 4), round(b, 4)], spread: Number.isFinite(spread) ? round(spread, 4) : null, within: spread <= limit }
@@ -63,7 +66,8 @@ export function repeatCheck(first: Record<string, Estimate>, second: Record<stri
     what: `two whole icount boots of the same commit: every ratio's larger value ÷ its smaller, less 1; the goal is at most ${limit}`,
     limit,
     ratios,
-    maxSpread: Number.isFinite(max) ? round(max, 4) : null,
+    notRepeated,
+    maxSpread: keys.length && Number.isFinite(max) ? round(max, 4) : null,
     pass: keys.length > 0 && Object.values(ratios).every((r) => r.within),
   }
 }

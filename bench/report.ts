@@ -91,7 +91,8 @@ function repeatText(r: Results): string[] {
   const lines = [
     '### Repeat check (two icount boots of the same commit)',
     '',
-    `${c.what}. Largest spread ${c.maxSpread === null ? 'not computable' : `${(100 * c.maxSpread).toFixed(2)} %`}: **${c.pass ? 'pass' : 'fail'}**.`,
+    `${c.what}. Largest spread ${c.maxSpread === null ? 'not computable' : `${(100 * c.maxSpread).toFixed(2)} %`}: **${c.pass ? 'pass' : 'fail'}**.` +
+      (c.notRepeated?.length ? ` Not compared (only one run has them): ${c.notRepeated.map((k: string) => `\`${k}\``).join(', ')}.` : ''),
     '',
     '| ratio | boot 1 | boot 2 | spread |',
     '|---|---:|---:|---:|',

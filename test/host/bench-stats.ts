@@ -122,10 +122,14 @@ t.test('repeat check: every icount ratio of two runs within 2 %', async (t) => {
   const apart = repeatCheck({ a: e(0.97), b: e(1.0) }, { a: e(0.97), b: e(1.03) })
   t.equal(apart.pass, false)
   t.same(apart.ratios.b, { values: [1, 1.03], spread: 0.03, within: false })
-  const missing = repeatCheck({ a: e(1) }, {})
-  t.equal(missing.pass, false, 'a ratio one run lacks is outside')
-  t.equal(missing.maxSpread, null)
-  t.equal(repeatCheck({}, {}).pass, false, 'nothing compared proves nothing')
+  const partial = repeatCheck({ a: e(1), b: e(2) }, { a: e(1.01), c: e(3) })
+  t.equal(partial.pass, true, 'the ratios both runs have are compared')
+  t.same(partial.notRepeated, ['b', 'c'], 'the others are listed, not compared')
+  const noValue = repeatCheck({ a: e(1) }, { a: e(NaN) })
+  t.equal(noValue.pass, false, 'a ratio without a value in one run is outside')
+  t.equal(noValue.ratios.a.spread, null)
+  t.equal(repeatCheck({ a: e(1) }, {}).pass, false, 'nothing compared proves nothing')
+  t.equal(repeatCheck({ a: e(1) }, {}).maxSpread, null)
 })
 
 t.test('combine: the icount and wall boots into one results.json', async (t) => {
