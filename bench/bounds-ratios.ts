@@ -54,14 +54,11 @@ export function computeRatios(measured: Run[][], resamples: number, rand: () => 
   // Per-round paired ratios (stats.ts pairedRatio: median and bootstrap
   // from 10 rounds on, else geometric mean and a t interval on log-ratios).
   const paired = (values: number[]): Estimate => pairedRatio(values, resamples, rand)
-  // A secondary view: only the rounds where neither run saw its vCPU slowed
-  // by other work on the host (see slowdowns()).
+  // How much slower than its best each run's vCPU ran (the calibration loop
+  // before the kill and after the last call; see slowdowns()): the wall
+  // boot's rule for two_reapers_speedup below. Under icount it is 1 by construction.
   const runs = measured.flat()
   const slowdown = new Map(slowdowns(runs).map((v, i) => [runs[i], v]))
-  const uncontended = (ratios: number[], a: Run[], b: Run[]) => {
-    const rounds = all.filter((i) => slowdown.get(a[i])! <= QUIET && slowdown.get(b[i])! <= QUIET)
-    return { rounds: rounds.length, median: rounds.length ? Math.round(1000 * median(rounds.map((i) => ratios[i]))) / 1000 : null }
-  }
   const totals: [string, string][] = [
     ['capped_1MiB_total_vs_uncapped_mixed', 'mixed'],
     ['capped_1MiB_total_vs_uncapped_spread', 'spread'],
@@ -85,7 +82,6 @@ export function computeRatios(measured: Run[][], resamples: number, rand: () => 
       totalMsMedian: [median(capped.map(totalNs)) / 1e6, median(uncapped.map(totalNs)) / 1e6],
       callsMedian: [median(capped.map((r) => r.out.calls)), median(uncapped.map((r) => r.out.calls))],
       withoutClosingPass: median(all.map((i) => reaping(capped[i]) / reaping(uncapped[i]))),
-      uncontendedRounds: uncontended(ratios, capped, uncapped),
     }
     return ratios
   })
@@ -99,51 +95,49 @@ export function computeRatios(measured: Run[][], resamples: number, rand: () => 
   }
 
   if (ran('mixed-1MiB', 'mixed-1MiB-2reapers')) {
-  const oneReaper = byArm('mixed-1MiB')
-  const twoReapers = byArm('mixed-1MiB-2reapers')
-  const speedup = all.map((i) => oneReaper[i].out.wallNs / twoReapers[i].out.wallNs)
-  // The rule, fixed before any run (README, "wall clock"): a round where
-  // either run's vCPU ran more than QUIET times slower than the part's best
-  // (the calibration loop before the kill and after the last call) gives no
-  // number; it is counted and shown, not used.
-  const slowedRound = all.map((i) => Math.max(slowdown.get(oneReaper[i])!, slowdown.get(twoReapers[i])!))
-  estimates.two_reapers_speedup = paired(speedup.map((v, i) => (slowedRound[i] <= QUIET ? v : NaN)))
-  details.two_reapers_speedup = {
-    estimator: estimates.two_reapers_speedup.method!,
-    rule: `a round whose runs' vCPU ran more than ${QUIET}x slower than the part's fastest calibration loop (before the kill or after the last call) gives no number`,
-    calibrationSlowdownPerRound: slowedRound,
-    roundsDiscardedAsSlowed: slowedRound.filter((v) => v > QUIET).length,
-    numerator: 'mixed-1MiB: wall time from the kill to the 0, one reaper',
-    denominator: 'mixed-1MiB-2reapers: the same, two reapers (one per CPU) until both saw the 0',
-    perRound: speedup,
-    wallMsMedian: [median(oneReaper.map((r) => r.out.wallNs)) / 1e6, median(twoReapers.map((r) => r.out.wallNs)) / 1e6],
-    // Until the last call that returned bytes (the closing pass that proves
-    // nothing is left not included): the memory back, not the protocol.
-    freedSpeedupMedian: median(all.map((i) => oneReaper[i].out.freedNs / twoReapers[i].out.freedNs)),
-    /** The second reaper's part of the bytes: about 0.5 when the claims split the work. */
-    secondReaperShareMedian: median(twoReapers.map((r) => r.out.secondBytes / Math.max(1, r.out.bytes))),
-    uncontendedRounds: uncontended(speedup, oneReaper, twoReapers),
-    // The same work split in two in user space, just before each two-reaper
-    // kill: what the vCPUs could give at all (2: two host cores for the guest).
-    userSpaceSpeedupPerRound: twoReapers.map((r) => r.out.parallelControlNs[0] / r.out.parallelControlNs[1]),
-  }
+    const oneReaper = byArm('mixed-1MiB')
+    const twoReapers = byArm('mixed-1MiB-2reapers')
+    const speedup = all.map((i) => oneReaper[i].out.wallNs / twoReapers[i].out.wallNs)
+    // The rule, fixed before any run (README, "wall clock"): a round where
+    // either run's vCPU ran more than QUIET times slower than the part's best
+    // (the calibration loop before the kill and after the last call) gives no
+    // number; it is counted and shown, not used.
+    const slowedRound = all.map((i) => Math.max(slowdown.get(oneReaper[i])!, slowdown.get(twoReapers[i])!))
+    estimates.two_reapers_speedup = paired(speedup.map((v, i) => (slowedRound[i] <= QUIET ? v : NaN)))
+    details.two_reapers_speedup = {
+      estimator: estimates.two_reapers_speedup.method!,
+      rule: `a round whose runs' vCPU ran more than ${QUIET}x slower than the part's fastest calibration loop (before the kill or after the last call) gives no number`,
+      calibrationSlowdownPerRound: slowedRound,
+      roundsDiscardedAsSlowed: slowedRound.filter((v) => v > QUIET).length,
+      numerator: 'mixed-1MiB: wall time from the kill to the 0, one reaper',
+      denominator: 'mixed-1MiB-2reapers: the same, two reapers (one per CPU) until both saw the 0',
+      perRound: speedup,
+      wallMsMedian: [median(oneReaper.map((r) => r.out.wallNs)) / 1e6, median(twoReapers.map((r) => r.out.wallNs)) / 1e6],
+      // Until the last call that returned bytes (the closing pass that proves
+      // nothing is left not included): the memory back, not the protocol.
+      freedSpeedupMedian: median(all.map((i) => oneReaper[i].out.freedNs / twoReapers[i].out.freedNs)),
+      /** The second reaper's part of the bytes: about 0.5 when the claims split the work. */
+      secondReaperShareMedian: median(twoReapers.map((r) => r.out.secondBytes / Math.max(1, r.out.bytes))),
+      // The same work split in two in user space, just before each two-reaper
+      // kill: what the vCPUs could give at all (2: two host cores for the guest).
+      userSpaceSpeedupPerRound: twoReapers.map((r) => r.out.parallelControlNs[0] / r.out.parallelControlNs[1]),
+    }
   }
 
   if (ran('mixed-uncapped', 'mixed-mrelease')) {
-  const uncapped = byArm('mixed-uncapped')
-  const mrelease = byArm('mixed-mrelease')
-  const rate = (run: Run): number => rssDropBytes(run) / (firstPassNs(run) / NS)
-  const throughput = all.map((i) => rate(uncapped[i]) / rate(mrelease[i]))
-  estimates.try_reap_vs_mrelease_throughput = paired(throughput)
-  details.try_reap_vs_mrelease_throughput = {
-    estimator: estimates.try_reap_vs_mrelease_throughput.method!,
-    numerator: 'mixed-uncapped: victim RSS drop / in-syscall time of the pass (calls before the closing 0)',
-    denominator: 'mixed-mrelease: victim RSS drop / in-syscall time of the one call',
-    perRound: throughput,
-    gibPerSecMedian: [median(uncapped.map(rate)) / 2 ** 30, median(mrelease.map(rate)) / 2 ** 30],
-    withClosingCall: median(all.map((i) => rssDropBytes(uncapped[i]) / totalNs(uncapped[i]) / (rssDropBytes(mrelease[i]) / totalNs(mrelease[i])))),
-    uncontendedRounds: uncontended(throughput, uncapped, mrelease),
-  }
+    const uncapped = byArm('mixed-uncapped')
+    const mrelease = byArm('mixed-mrelease')
+    const rate = (run: Run): number => rssDropBytes(run) / (firstPassNs(run) / NS)
+    const throughput = all.map((i) => rate(uncapped[i]) / rate(mrelease[i]))
+    estimates.try_reap_vs_mrelease_throughput = paired(throughput)
+    details.try_reap_vs_mrelease_throughput = {
+      estimator: estimates.try_reap_vs_mrelease_throughput.method!,
+      numerator: 'mixed-uncapped: victim RSS drop / in-syscall time of the pass (calls before the closing 0)',
+      denominator: 'mixed-mrelease: victim RSS drop / in-syscall time of the one call',
+      perRound: throughput,
+      gibPerSecMedian: [median(uncapped.map(rate)) / 2 ** 30, median(mrelease.map(rate)) / 2 ** 30],
+      withClosingCall: median(all.map((i) => rssDropBytes(uncapped[i]) / totalNs(uncapped[i]) / (rssDropBytes(mrelease[i]) / totalNs(mrelease[i])))),
+    }
   }
   return { estimates, details }
 }
