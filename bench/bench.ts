@@ -2,13 +2,13 @@
 // parts (calls.ts, latency.ts, bounds.ts, memory.ts, pressure.ts, shrinker.ts), turns their per-round
 // numbers into the tracked ratios (ratios.ts) and writes results.json,
 // results.md and the charts (report.ts, charts.ts).
-import { accessSync, closeSync, constants, mkdirSync, openSync, rmSync, writeSync } from 'node:fs'
+import { accessSync, closeSync, constants, mkdirSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { features } from 'pidfd-reap'
 import { pinProcess, projectRoot, unthrottleRt } from '../victims'
 import { runBounds } from './bounds'
 import { runCalls } from './calls'
-import { benchConfig, fileMiB, type BenchConfig } from './config'
+import { benchConfig, fileMiB, type BenchConfig, type Part } from './config'
 import { ConfigError } from './env'
 import { runLatency } from './latency'
 import { RECORD_COLUMNS, memoryEstimates, memorySummary, recordRow, runMemory } from './memory'
@@ -16,7 +16,7 @@ import { smallFreeLists } from './measure'
 import { runPressure } from './pressure'
 import { provenance } from './provenance'
 import { runShrinker } from './shrinker'
-import { ratioFields } from './ratios'
+import { combine, type Boot } from './combine'
 import { writeArtifacts } from './report'
 import { bootstrap, median, pairedRatio, type Estimate } from './stats'
 import { random } from './stats'
@@ -61,40 +61,47 @@ export async function runBench(config: BenchConfig = benchConfig()): Promise<voi
   const estimates: Record<string, Estimate> = {}
   const results: Record<string, unknown> = {}
   const partMs: Record<string, number> = {}
-  const timed = async <T>(part: string, fn: () => Promise<T>): Promise<T> => {
+  // A part that fails is recorded (failedParts) and the others still run:
+  // one failure must not throw away an hour of measuring.
+  const failedParts: Record<string, string> = {}
+  const part = async (name: Part, fn: () => Promise<void>): Promise<void> => {
+    if (!config.parts.includes(name)) return
     const t0 = Date.now()
-    log(`${part}: starting (${((t0 - startedAt) / 60000).toFixed(1)} min so far)`)
+    log(`${name}: starting (${((t0 - startedAt) / 60000).toFixed(1)} min so far)`)
     try {
-      return await fn()
+      await fn()
+    } catch (error) {
+      failedParts[name] = error instanceof ConfigError ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error)
+      log(`${name}: FAILED: ${failedParts[name]}`)
     } finally {
-      partMs[part] = Date.now() - t0
+      partMs[name] = Date.now() - t0
     }
   }
   let addedNs: number[] = []
   try {
-    if (config.parts.includes('calls')) {
-      const calls = await timed('calls', () => runCalls(config.calls, rand))
+    await part('calls', async () => {
+      const calls = await runCalls(config.calls, rand)
       for (const [key, values] of Object.entries(calls.perRoundRatios)) estimates[key] = pairedRatio(values, config.resamples, rand)
       addedNs = calls.addedNs
       results.calls = calls.section
-    }
-    if (config.parts.includes('latency')) {
-      const latency = await timed('latency', () => runLatency(config.latency, rand))
+    })
+    await part('latency', async () => {
+      const latency = await runLatency(config.latency, rand)
       Object.assign(estimates, latency.estimates)
       results.latency = latency.section
-    }
-    if (config.parts.includes('bounds')) {
-      const bounds = await timed('bounds', () => runBounds(config.bounds, rand))
+    })
+    await part('bounds', async () => {
+      const bounds = await runBounds(config.bounds, rand)
       Object.assign(estimates, bounds.estimates)
       results.bounds = bounds.section
-    }
-    if (config.parts.includes('memory')) {
+    })
+    await part('memory', async () => {
       // Only this part reads MemFree, which pages kept in per-CPU lists miss.
       // The others keep the kernel's default lists, as production does:
       // small ones send every free through the zone lock, which parallel
       // reapers then contend on.
       const restoreFreeLists = smallFreeLists()
-      const records = await timed('memory', () => runMemory(config.memory, rand)).finally(restoreFreeLists)
+      const records = await runMemory(config.memory, rand).finally(restoreFreeLists)
       const size = config.memory.sizesMiB[0]
       const m = memoryEstimates(config.memory, records, size, rand)
       Object.assign(estimates, m.estimates)
@@ -106,21 +113,22 @@ export async function runBench(config: BenchConfig = benchConfig()): Promise<voi
         invalidRuns: records.filter((r) => !r.valid).map((r) => ({ sizeMiB: r.sizeMiB, round: r.round, arm: r.arm, attempt: r.attempt, stuckUntilMs: r.figures.stuckUntilMs })),
         runs: { columns: RECORD_COLUMNS, rows: records.map(recordRow) },
       }
-    }
-    if (config.parts.includes('pressure')) {
-      const pressure = await timed('pressure', () => runPressure(config.pressure))
+    })
+    await part('pressure', async () => {
+      const pressure = await runPressure(config.pressure)
       Object.assign(estimates, pressure.ratios)
       // Its failed runs are recorded without a time.
       const back = pressure.runs.flatMap((run) => (run.method === 'killAndReap' && run.pressureToMemoryBackMs !== undefined ? [run.pressureToMemoryBackMs] : []))
       estimates.pressure_to_memory_back_ms = bootstrap(back.length, (picks) => median(picks.map((i) => back[i])), config.resamples, rand)
       results.pressure = pressure
-    }
+    })
     // Last: its allocations against a full guest push page cache out.
-    if (config.parts.includes('shrinker')) {
-      const shrinker = await timed('shrinker', () => runShrinker(config.shrinker, rand))
+    await part('shrinker', async () => {
+      const shrinker = await runShrinker(config.shrinker, rand)
       Object.assign(estimates, shrinker.estimates)
       results.shrinker = shrinker.section
-    }
+    })
+    if (Object.keys(failedParts).length) results.failedParts = failedParts
   } finally {
     restoreRt()
     rmSync(config.filePath, { force: true })
@@ -131,21 +139,28 @@ export async function runBench(config: BenchConfig = benchConfig()): Promise<voi
     estimates.product_path_added_vs_1MiB_call = bootstrap(addedNs.length, (picks) => median(picks.map((i) => addedNs[i])) / (oneMiBCallUs.us * 1000), config.resamples, rand)
     ;(results.calls as Record<string, unknown>).oneMiBCall = oneMiBCallUs
   }
-  const out = {
-    schema: 2,
+  const boot: Boot = {
+    clock: config.clock,
     generatedAt: new Date().toISOString(),
     durationMs: Date.now() - startedAt,
     partMs,
-    ...provenance(),
+    provenance: provenance(),
     settings: {
       ...config,
       system:
         'during the run: RT throttling off (sched_rt_runtime_us = -1, for the starving busy loops); during the memory part only, vm.percpu_pagelist_high_fraction = 100000 (per-CPU free lists of about 1 MiB, so that MemFree shows freed pages when they are freed; the other parts do not read MemFree and keep the default lists, since small ones push every free through the zone lock, a cost production does not pay and parallel reapers contend on); both restored after',
     },
-    ...ratioFields(estimates),
-    ...results,
+    estimates,
+    sections: results,
   }
-  writeArtifacts(out, resultsDir)
+  // bench/run boots one guest per clock and combines them on the host (main.js combine).
+  const partial = process.env.PIDFD_REAP_BENCH_PARTIAL
+  if (partial) {
+    writeFileSync(partial, JSON.stringify(boot))
+    log(`wrote this boot's results to ${partial} in ${((Date.now() - startedAt) / 60000).toFixed(1)} min`)
+    return
+  }
+  writeArtifacts(combine([boot]), resultsDir)
   log(`wrote results.json, results.md and the charts to ${resultsDir} in ${((Date.now() - startedAt) / 60000).toFixed(1)} min`)
 }
 

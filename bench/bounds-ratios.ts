@@ -1,7 +1,7 @@
 // The ratios of the bounds part (bench/bounds.ts) from its measured rounds,
 // each with a bootstrap interval over rounds (goals: bench/ratios.ts).
 import { type Run, MiB, firstPassNs, lockedNs, rssDropBytes, slowdowns, sum, totalNs } from './bounds-run'
-import { PooledSamples, bootstrap, median, type Estimate } from './stats'
+import { PooledSamples, bootstrap, median, pairedRatio, worstPairedRatio, type Estimate } from './stats'
 
 const NS = 1e9
 /** A run whose vCPU ran at most this much slower than its best counts as uncontended. */
@@ -16,6 +16,8 @@ export interface RatioDetail {
 
 export function computeRatios(measured: Run[][], resamples: number, rand: () => number) {
   const byArm = (id: string): Run[] => measured.map((round) => round.find((r) => r.arm === id)!)
+  // The arms of this clock's part (bounds.ts: arms()): a ratio is computed when both its sides ran.
+  const ran = (...ids: string[]): boolean => ids.every((id) => measured[0]?.some((r) => r.arm === id))
   const estimates: Record<string, Estimate> = {}
   const details: Record<string, RatioDetail> = {}
   const n = measured.length
@@ -37,36 +39,35 @@ export function computeRatios(measured: Run[][], resamples: number, rand: () => 
     maxUs: [a.percentile(all, 100) / 1e3, b.percentile(all, 100) / 1e3],
     perRoundMedian: median(all.map((i) => a.percentile([i], 99) / b.percentile([i], 99))),
   })
-  const dense = pooled('4KiB-dense')
   const adversarial: [string, string][] = [
     ['p99_4KiB_reserved_vs_dense', '4KiB-reserved'],
     ['p99_4KiB_vmas_vs_dense', '4KiB-vmas'],
   ]
   for (const [key, id] of adversarial) {
+    if (!ran(id, '4KiB-dense')) continue
+    const dense = pooled('4KiB-dense')
     const side = pooled(id)
     estimates[key] = boot(p99Ratio(side, dense))
     details[key] = p99Detail(id, '4KiB-dense', side, dense)
   }
 
-  // Per-round paired ratios: their median; the bootstrap resamples rounds.
-  const perRound = (values: number[]) => (picks: number[]) => median(picks.map((i) => values[i]))
-  // A secondary view: only the rounds where neither run saw its vCPU slowed
-  // by other work on the host (see slowdowns()).
+  // Per-round paired ratios (stats.ts pairedRatio: median and bootstrap
+  // from 10 rounds on, else geometric mean and a t interval on log-ratios).
+  const paired = (values: number[]): Estimate => pairedRatio(values, resamples, rand)
+  // How much slower than its best each run's vCPU ran (the calibration loop
+  // before the kill and after the last call; see slowdowns()): the wall
+  // boot's rule for two_reapers_speedup below. Under icount it is 1 by construction.
   const runs = measured.flat()
   const slowdown = new Map(slowdowns(runs).map((v, i) => [runs[i], v]))
-  const uncontended = (ratios: number[], a: Run[], b: Run[]) => {
-    const rounds = all.filter((i) => slowdown.get(a[i])! <= QUIET && slowdown.get(b[i])! <= QUIET)
-    return { rounds: rounds.length, median: rounds.length ? Math.round(1000 * median(rounds.map((i) => ratios[i]))) / 1000 : null }
-  }
   const totals: [string, string][] = [
     ['capped_1MiB_total_vs_uncapped_mixed', 'mixed'],
     ['capped_1MiB_total_vs_uncapped_spread', 'spread'],
   ]
-  const totalRatios = totals.map(([key, kind]) => {
+  const totalRatios = totals.filter(([, kind]) => ran(`${kind}-1MiB`, `${kind}-uncapped`)).map(([key, kind]) => {
     const capped = byArm(`${kind}-1MiB`)
     const uncapped = byArm(`${kind}-uncapped`)
     const ratios = all.map((i) => totalNs(capped[i]) / totalNs(uncapped[i]))
-    estimates[key] = boot(perRound(ratios))
+    estimates[key] = paired(ratios)
     // The same without the closing pass (calls after the last one that unmapped something).
     const reaping = (run: Run): number => {
       let last = run.rets.length - 1
@@ -74,77 +75,69 @@ export function computeRatios(measured: Run[][], resamples: number, rand: () => 
       return sum(run.out.ns.slice(0, last + 1))
     }
     details[key] = {
-      estimator: 'median of the per-round ratios; bootstrap over rounds',
+      estimator: estimates[key].method!,
       numerator: `${kind}-1MiB: sum of the in-syscall times of all calls from the kill to the 0`,
       denominator: `${kind}-uncapped: the same (the uncapped call, and the call that returns 0)`,
       perRound: ratios,
       totalMsMedian: [median(capped.map(totalNs)) / 1e6, median(uncapped.map(totalNs)) / 1e6],
       callsMedian: [median(capped.map((r) => r.out.calls)), median(uncapped.map((r) => r.out.calls))],
       withoutClosingPass: median(all.map((i) => reaping(capped[i]) / reaping(uncapped[i]))),
-      uncontendedRounds: uncontended(ratios, capped, uncapped),
     }
     return ratios
   })
-  estimates.capped_1MiB_total_vs_uncapped = boot((picks) => Math.max(...totalRatios.map((ratios) => perRound(ratios)(picks))))
-  details.capped_1MiB_total_vs_uncapped = {
-    estimator: 'max over the two victims of the median per-round ratio; bootstrap over rounds (same resample for both)',
-    numerator: 'mixed-1MiB | spread-1MiB',
-    denominator: 'mixed-uncapped | spread-uncapped',
+  if (totalRatios.length) {
+    estimates.capped_1MiB_total_vs_uncapped = worstPairedRatio(totalRatios, resamples, rand)
+    details.capped_1MiB_total_vs_uncapped = {
+      estimator: estimates.capped_1MiB_total_vs_uncapped.method!,
+      numerator: 'mixed-1MiB | spread-1MiB',
+      denominator: 'mixed-uncapped | spread-uncapped',
+    }
   }
 
-  const oneReaper = byArm('mixed-1MiB')
-  const twoReapers = byArm('mixed-1MiB-2reapers')
-  const speedup = all.map((i) => oneReaper[i].out.wallNs / twoReapers[i].out.wallNs)
-  estimates.two_reapers_speedup = boot(perRound(speedup))
-  details.two_reapers_speedup = {
-    estimator: 'median of the per-round ratios; bootstrap over rounds',
-    numerator: 'mixed-1MiB: wall time from the kill to the 0, one reaper',
-    denominator: 'mixed-1MiB-2reapers: the same, two reapers (one per CPU) until both saw the 0',
-    perRound: speedup,
-    wallMsMedian: [median(oneReaper.map((r) => r.out.wallNs)) / 1e6, median(twoReapers.map((r) => r.out.wallNs)) / 1e6],
-    // Until the last call that returned bytes (the closing pass that proves
-    // nothing is left not included): the memory back, not the protocol.
-    freedSpeedupMedian: median(all.map((i) => oneReaper[i].out.freedNs / twoReapers[i].out.freedNs)),
-    /** The second reaper's part of the bytes: about 0.5 when the claims split the work. */
-    secondReaperShareMedian: median(twoReapers.map((r) => r.out.secondBytes / Math.max(1, r.out.bytes))),
-    uncontendedRounds: uncontended(speedup, oneReaper, twoReapers),
-    // The same work split in two in user space, just before each two-reaper
-    // kill: what the vCPUs could give at all (2: two host cores for the guest).
-    userSpaceSpeedupPerRound: twoReapers.map((r) => r.out.parallelControlNs[0] / r.out.parallelControlNs[1]),
+  if (ran('mixed-1MiB', 'mixed-1MiB-2reapers')) {
+    const oneReaper = byArm('mixed-1MiB')
+    const twoReapers = byArm('mixed-1MiB-2reapers')
+    const speedup = all.map((i) => oneReaper[i].out.wallNs / twoReapers[i].out.wallNs)
+    // The rule, fixed before any run (README, "wall clock"): a round where
+    // either run's vCPU ran more than QUIET times slower than the part's best
+    // (the calibration loop before the kill and after the last call) gives no
+    // number; it is counted and shown, not used.
+    const slowedRound = all.map((i) => Math.max(slowdown.get(oneReaper[i])!, slowdown.get(twoReapers[i])!))
+    estimates.two_reapers_speedup = paired(speedup.map((v, i) => (slowedRound[i] <= QUIET ? v : NaN)))
+    details.two_reapers_speedup = {
+      estimator: estimates.two_reapers_speedup.method!,
+      rule: `a round whose runs' vCPU ran more than ${QUIET}x slower than the part's fastest calibration loop (before the kill or after the last call) gives no number`,
+      calibrationSlowdownPerRound: slowedRound,
+      roundsDiscardedAsSlowed: slowedRound.filter((v) => v > QUIET).length,
+      numerator: 'mixed-1MiB: wall time from the kill to the 0, one reaper',
+      denominator: 'mixed-1MiB-2reapers: the same, two reapers (one per CPU) until both saw the 0',
+      perRound: speedup,
+      wallMsMedian: [median(oneReaper.map((r) => r.out.wallNs)) / 1e6, median(twoReapers.map((r) => r.out.wallNs)) / 1e6],
+      // Until the last call that returned bytes (the closing pass that proves
+      // nothing is left not included): the memory back, not the protocol.
+      freedSpeedupMedian: median(all.map((i) => oneReaper[i].out.freedNs / twoReapers[i].out.freedNs)),
+      /** The second reaper's part of the bytes: about 0.5 when the claims split the work. */
+      secondReaperShareMedian: median(twoReapers.map((r) => r.out.secondBytes / Math.max(1, r.out.bytes))),
+      // The same work split in two in user space, just before each two-reaper
+      // kill: what the vCPUs could give at all (2: two host cores for the guest).
+      userSpaceSpeedupPerRound: twoReapers.map((r) => r.out.parallelControlNs[0] / r.out.parallelControlNs[1]),
+    }
   }
 
-  // One killing call on a live victim: what it reaped ÷ the RSS just before it.
-  const kill = byArm('kill-uncapped')
-  const killed = (run: Run): number => Math.max(0, run.out.killResult)
-  const fraction = kill.map((run) => killed(run) / (run.out.rssBefore * run.out.pageSize))
-  estimates.kill_call_reaped_fraction = boot(perRound(fraction))
-  details.kill_call_reaped_fraction = {
-    estimator: 'median of the per-round values; bootstrap over rounds',
-    numerator: "kill-uncapped: the result of try_reap_dying_process(pidfd, TRY_REAP_KILL, SIZE_MAX) on the live, frozen victim (bytes it unmapped)",
-    denominator: "the victim's RSS (/proc/PID/statm) just before that call",
-    perRound: fraction,
-    victimCheck: 'the victim frozen and its CPU time, context switches and se.sum_exec_runtime unchanged from before the call to after the last call (else the round is repeated)',
-    rssMiBMedian: median(kill.map((r) => (r.out.rssBefore * r.out.pageSize) / MiB)),
-    killCallMiBMedian: median(kill.map((r) => killed(r) / MiB)),
-    killCallMsMedian: median(kill.map((r) => r.out.ns[0] / 1e6)),
-    /** What the calls after it (without the flag, until the 0) still found. */
-    afterKillCallMiBMedian: median(kill.map((r) => (r.out.bytes - killed(r)) / MiB)),
-    callsMedian: median(kill.map((r) => r.out.calls)),
-  }
-
-  const uncapped = byArm('mixed-uncapped')
-  const mrelease = byArm('mixed-mrelease')
-  const rate = (run: Run): number => rssDropBytes(run) / (firstPassNs(run) / NS)
-  const throughput = all.map((i) => rate(uncapped[i]) / rate(mrelease[i]))
-  estimates.try_reap_vs_mrelease_throughput = boot(perRound(throughput))
-  details.try_reap_vs_mrelease_throughput = {
-    estimator: 'median of the per-round ratios; bootstrap over rounds',
-    numerator: 'mixed-uncapped: victim RSS drop / in-syscall time of the pass (calls before the closing 0)',
-    denominator: 'mixed-mrelease: victim RSS drop / in-syscall time of the one call',
-    perRound: throughput,
-    gibPerSecMedian: [median(uncapped.map(rate)) / 2 ** 30, median(mrelease.map(rate)) / 2 ** 30],
-    withClosingCall: median(all.map((i) => rssDropBytes(uncapped[i]) / totalNs(uncapped[i]) / (rssDropBytes(mrelease[i]) / totalNs(mrelease[i])))),
-    uncontendedRounds: uncontended(throughput, uncapped, mrelease),
+  if (ran('mixed-uncapped', 'mixed-mrelease')) {
+    const uncapped = byArm('mixed-uncapped')
+    const mrelease = byArm('mixed-mrelease')
+    const rate = (run: Run): number => rssDropBytes(run) / (firstPassNs(run) / NS)
+    const throughput = all.map((i) => rate(uncapped[i]) / rate(mrelease[i]))
+    estimates.try_reap_vs_mrelease_throughput = paired(throughput)
+    details.try_reap_vs_mrelease_throughput = {
+      estimator: estimates.try_reap_vs_mrelease_throughput.method!,
+      numerator: 'mixed-uncapped: victim RSS drop / in-syscall time of the pass (calls before the closing 0)',
+      denominator: 'mixed-mrelease: victim RSS drop / in-syscall time of the one call',
+      perRound: throughput,
+      gibPerSecMedian: [median(uncapped.map(rate)) / 2 ** 30, median(mrelease.map(rate)) / 2 ** 30],
+      withClosingCall: median(all.map((i) => rssDropBytes(uncapped[i]) / totalNs(uncapped[i]) / (rssDropBytes(mrelease[i]) / totalNs(mrelease[i])))),
+    }
   }
   return { estimates, details }
 }

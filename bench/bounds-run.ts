@@ -4,6 +4,7 @@
 // (/work/spec-v2.md, and v3's TRY_REAP_KILL for the kill arm).
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { Freezer, compileC, projectRoot } from '../victims'
@@ -184,7 +185,7 @@ function availableMiB(): number {
 
 /**
  * One round: the runs in `order`. Victims are built two at a time, one per
- * CPU, as many as fit in memory, and wait frozen; then they are measured one
+ * CPU (one at a time on one CPU), as many as fit in memory, and wait frozen; then they are measured one
  * by one in `order`, while nothing else runs. Then the next batch.
  */
 export async function runRound(order: Arm[], round: number, freezer: Freezer, config: RunSettings): Promise<Run[]> {
@@ -200,7 +201,7 @@ export async function runRound(order: Arm[], round: number, freezer: Freezer, co
     const pending: Pending[] = []
     try {
       let failed = false
-      const builders = [0, 1].map(async (cpu) => {
+      const builders = (availableParallelism() > 1 ? [0, 1] : [0]).map(async (cpu) => {
         while (!failed && pending.length < batch.length) {
           const run = startRun(batch[pending.length], freezer, cpu, config)
           pending.push(run)

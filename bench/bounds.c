@@ -17,12 +17,16 @@
 //        the same pidfd at the same time (started before the kill, spinning
 //        until it); the run ends when both have seen the 0
 //   bounds clones --freezer DIR [layout options] [--build-cpu B] [--cpu C]
+//                 [--own-pages 1]
 //        builds one victim, then for each line "reap CAP" on stdin forks a
 //        clone of it (fork(): the clone maps the same pages, copy-on-write),
 //        freezes, kills and reaps the clone with calls of CAP bytes (0: no
-//        cap) and prints one JSON line; EOF ends. The pages stay mapped by
-//        the parent, so the calls unmap without freeing: this is how the
-//        p99 of a 64 MiB call gets 1000 samples without building 64 GiB.
+//        cap) and prints one JSON line; EOF ends. Without --own-pages the
+//        pages stay mapped by the parent, so the calls unmap without
+//        freeing. With --own-pages 1 each clone first drops its shared
+//        pages of the --anon, --thp and --file regions (MADV_DONTNEED) and
+//        populates them again: it owns fresh pages (THPs again where the
+//        region has MADV_HUGEPAGE), which its reaping really frees.
 //   bounds stall --freezer DIR --alloc-mib N [--victim-mib V] [--cpu C]
 //              [--build-cpu B] [--timeout-ms MS]
 //        the shrinker part (bench/shrinker.ts): with --victim-mib, a victim
@@ -123,7 +127,7 @@ static uint64_t opt_cap;  // 0: SIZE_MAX
 static unsigned long opt_reserve_gib, opt_anon, opt_thp, opt_file, opt_sparse, opt_vmas, opt_vma_kib = 4;
 static int opt_cpu = 1, opt_build_cpu = -1;
 static long opt_max_calls = 4000000, opt_timeout_ms = 120000;
-static int opt_reapers = 1;
+static int opt_reapers = 1, opt_own_pages;
 static unsigned long opt_victim_mib, opt_alloc_mib;
 
 static void parse(int argc, char **argv) {
@@ -153,6 +157,7 @@ static void parse(int argc, char **argv) {
     else if (!strcmp(a, "--reapers")) opt_reapers = atoi(v);
     else if (!strcmp(a, "--victim-mib")) opt_victim_mib = strtoul(v, NULL, 10);
     else if (!strcmp(a, "--alloc-mib")) opt_alloc_mib = strtoul(v, NULL, 10);
+    else if (!strcmp(a, "--own-pages")) opt_own_pages = atoi(v);
     else { fprintf(stderr, "bounds: unknown option %s\n", a); exit(2); }
   }
   if (!opt_freezer) { fprintf(stderr, "bounds: --freezer is required\n"); exit(2); }
@@ -186,12 +191,21 @@ static char *map_anon(size_t bytes, int advice) {
 
 static char *reserve_addr;
 
+// The populated --anon, --thp and --file regions (clones --own-pages renews them).
+static struct { char *p; size_t bytes; } owned[3];
+static int nowned;
+static void note_owned(char *p, size_t bytes) { owned[nowned++] = (typeof(owned[0])){p, bytes}; }
+
 static void build_victim(void) {
   if (opt_reserve_gib) {
     reserve_addr = mmap(NULL, opt_reserve_gib * GIB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (reserve_addr == MAP_FAILED) die("mmap reservation");
   }
-  if (opt_anon) populate(map_anon(opt_anon * MIB, MADV_NOHUGEPAGE), opt_anon * MIB);
+  if (opt_anon) {
+    char *p = map_anon(opt_anon * MIB, MADV_NOHUGEPAGE);
+    populate(p, opt_anon * MIB);
+    note_owned(p, opt_anon * MIB);
+  }
   if (opt_thp) {
     size_t bytes = (opt_thp * MIB + PMD_BYTES - 1) & ~(PMD_BYTES - 1);
     char *raw = mmap(NULL, bytes + PMD_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -201,6 +215,7 @@ static void build_victim(void) {
     munmap(p + bytes, raw + PMD_BYTES - p);
     if (madvise(p, bytes, MADV_HUGEPAGE) != 0) die("madvise(MADV_HUGEPAGE)");
     populate(p, bytes);
+    note_owned(p, bytes);
   }
   if (opt_file) {
     char path[] = "/dev/shm/bounds-victim-XXXXXX";
@@ -217,6 +232,7 @@ static void build_victim(void) {
     if (!opt_file_path) unlink(path);
     close(fd);
     populate(p, opt_file * MIB);
+    note_owned(p, opt_file * MIB);
   }
   if (opt_sparse) {
     char *p = map_anon(opt_sparse * MIB, MADV_NOHUGEPAGE);
@@ -266,10 +282,11 @@ static int frozen(void) {
   return reap_read_text(path, buf, sizeof buf) > 0 && !strncmp(buf, "FROZEN", 6);
 }
 
+// CPU `cpu`, modulo the CPUs online (one vCPU under scripts/vm --icount: all on CPU 0).
 static void pin(int cpu) {
   cpu_set_t set;
   CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
+  CPU_SET(cpu % (int)sysconf(_SC_NPROCESSORS_ONLN), &set);
   if (sched_setaffinity(0, sizeof set, &set) != 0) die("sched_setaffinity");
 }
 
@@ -477,12 +494,26 @@ static void clone_server(int req, int resp) {
   signal(SIGCHLD, SIG_IGN);
   char byte;
   while (read(req, &byte, 1) == 1) {
+    int ready[2];
+    if (pipe(ready) != 0) _exit(1);
     pid_t child = fork();
     if (child == 0) {
       close(req);
       close(resp);
+      close(ready[0]);
+      // Fresh pages of its own, then it says so (so before the freeze).
+      for (int i = 0; opt_own_pages && i < nowned; i++) {
+        if (madvise(owned[i].p, owned[i].bytes, MADV_DONTNEED) != 0) _exit(1);
+        populate(owned[i].p, owned[i].bytes);
+      }
+      if (write(ready[1], "r", 1) != 1) _exit(1);
+      close(ready[1]);
       for (;;) pause();
     }
+    close(ready[1]);
+    // A clone that failed (or could not be forked) ends the server: the driver sees EOF.
+    if (child < 0 || read(ready[0], &byte, 1) != 1) _exit(1);
+    close(ready[0]);
     if (write(resp, &child, sizeof child) != sizeof child) _exit(1);
   }
   _exit(0);

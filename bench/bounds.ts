@@ -6,7 +6,8 @@
 // the ratios come from bounds-ratios.ts. This file: the settings, the
 // victims, the rounds (repeated when a victim ran) and the section it
 // returns for results.json.
-import { Freezer, mixOf } from '../victims'
+import { Freezer } from '../victims'
+import type { Clock } from './env'
 import { type Arm, type Layout, type Run, KiB, RUN_COLUMNS, anomalies, invalidReason, oddity, runRound, runRow, slowdowns } from './bounds-run'
 import { QUIET, armSummary, computeRatios } from './bounds-ratios'
 import { median, round, shuffled, type Estimate } from './stats'
@@ -14,6 +15,12 @@ import { AnomalyTally, runRounds, type Rounds } from './rounds'
 import { envInt } from './env'
 
 export interface BoundsConfig {
+  /**
+   * icount (one vCPU, instruction-count clock): the comparisons whose sides
+   * need one CPU at a time (throughput, totals, adversarial p99s); wall (two
+   * vCPUs): one reaper against two, ABBA-interleaved.
+   */
+  clock: Clock
   rounds: number
   warmup: number
   resamples: number
@@ -21,8 +28,6 @@ export interface BoundsConfig {
   cpu: number
   /** Size of the victims of the total-time and throughput ratios. */
   bigMiB: number
-  /** Size of the live victim that one TRY_REAP_KILL call kills and reaps. */
-  killMiB: number
   /** Rounds whose victim ran (or that failed) may be repeated this many times in all. */
   maxInvalid: number
   /** MiB of MemAvailable left free when victims are built ahead of their measuring. */
@@ -32,12 +37,12 @@ export interface BoundsConfig {
 }
 
 /** The bounds part's own settings; rounds, warm-up and resamples are the benchmark's (bench/config.ts). */
-export function boundsConfig(common: { rounds: number; warmup: number; resamples: number; filePath?: string }, env = process.env): BoundsConfig {
+export function boundsConfig(common: { clock: Clock; rounds: number; warmup: number; resamples: number; filePath?: string }, env = process.env): BoundsConfig {
   return {
     ...common,
-    cpu: envInt(env, 'PIDFD_REAP_BOUNDS_CPU', 1),
+    // icount: one vCPU, so reaper, victims and driver share CPU 0 (the victims frozen).
+    cpu: envInt(env, 'PIDFD_REAP_BOUNDS_CPU', common.clock === 'icount' ? 0 : 1),
     bigMiB: envInt(env, 'PIDFD_REAP_BOUNDS_BIG_MIB', 256),
-    killMiB: envInt(env, 'PIDFD_REAP_BOUNDS_KILL_MIB', 1024),
     maxInvalid: Math.max(3, common.rounds),
     reserveMiB: 768,
   }
@@ -49,25 +54,21 @@ export function arms(config: BoundsConfig): Arm[] {
   // Thousands of VMAs whatever the size: 64 KiB each (4096 of them at 256 MiB).
   const spread: Layout = { vmas: (big * KiB) / 64, vmaKiB: 64 }
   const tryreap = (id: string, what: string, layout: Layout, capBytes: number): Arm => ({ id, what, layout, method: 'tryreap', capBytes })
-  const k = config.killMiB
-  const live: Layout = { ...mixOf(k), filePath: config.filePath }
+  if (config.clock === 'wall') {
+    return [
+      tryreap('mixed-1MiB', `mixed ${big} MiB: 4 KiB anon 1/2, THP 1/4, written private tmpfs file pages 1/4`, mixed, 1024 * KiB),
+      { ...tryreap('mixed-1MiB-2reapers', 'the same, 1 MiB calls from two reapers at once (one per CPU)', mixed, 1024 * KiB), reapers: 2 },
+    ]
+  }
   return [
     tryreap('4KiB-dense', 'dense: 4 MiB of 4 KiB pages', { anonMiB: 4 }, 4 * KiB),
     tryreap('4KiB-reserved', 'the same + an empty 1 TiB PROT_NONE reservation', { reserveGiB: 1024, anonMiB: 4 }, 4 * KiB),
     tryreap('4KiB-vmas', 'many VMAs: 10000 one-page VMAs (alternating protections)', { vmas: 10000, vmaKiB: 4 }, 4 * KiB),
     tryreap('mixed-1MiB', `mixed ${big} MiB: 4 KiB anon 1/2, THP 1/4, written private tmpfs file pages 1/4`, mixed, 1024 * KiB),
     tryreap('mixed-uncapped', 'the same, one uncapped call (SIZE_MAX)', mixed, 0),
-    { ...tryreap('mixed-1MiB-2reapers', 'the same, 1 MiB calls from two reapers at once (one per CPU)', mixed, 1024 * KiB), reapers: 2 },
     { id: 'mixed-mrelease', what: 'the same, process_mrelease', layout: mixed, method: 'mrelease', capBytes: 0 },
     tryreap('spread-1MiB', `spread ${big} MiB: 4 KiB pages in ${spread.vmas} VMAs of ${spread.vmaKiB} KiB (alternating protections)`, spread, 1024 * KiB),
     tryreap('spread-uncapped', 'the same, one uncapped call (SIZE_MAX)', spread, 0),
-    {
-      id: 'kill-uncapped',
-      what: `live mixed ${k} MiB victim (frozen, not killed; same shares): one try_reap_dying_process(pidfd, TRY_REAP_KILL, SIZE_MAX) kills and reaps it, then calls without the flag until the 0`,
-      layout: live,
-      method: 'kill',
-      capBytes: 0,
-    },
   ]
 }
 
@@ -99,7 +100,9 @@ export async function runBounds(config: BoundsConfig, rand: () => number): Promi
   let rounds: Rounds<Run, string[]>
   try {
     rounds = await runRounds(config, log, async (index, warmup) => {
-      const order = shuffled(list, rand)
+      // wall: ABBA, one reaper and two alternating seconds apart (A B, then B A);
+      // icount: a random order (the clock does not drift).
+      const order = config.clock === 'wall' ? (((index % 2) + 2) % 2 === 0 ? list : [...list].reverse()) : shuffled(list, rand)
       const runs = await runRound(order, index, freezer, config)
       for (const run of runs) {
         for (const text of anomalies(run, list.find((a) => a.id === run.arm)!)) found.add(run.arm, text)

@@ -211,8 +211,8 @@ export function latencySvg(results: Results): string {
   body.push(`<rect x="150" y="${ly - 8}" width="8" height="8" fill="#d62728"/><text x="164" y="${ly}">p99 (nearest rank)</text>`)
   body.push(`<line x1="290" y1="${ly - 4}" x2="300" y2="${ly - 4}" stroke="#1f77b4"/><text x="306" y="${ly}">max</text>`)
   body.push(
-    `<text x="90" y="${ly + 20}" fill="#555">Calls that unmapped something, pooled over fork()ed clones of one ${results.latency.settings.parentMiB} MiB victim per kind;</text>`,
-    `<text x="90" y="${ly + 36}" fill="#555">the clones' pages stay mapped by their parent, so these calls unmap pages without freeing them (the same for every cap).</text>`,
+    `<text x="90" y="${ly + 20}" fill="#555">Calls that unmapped something and EAGAIN calls, pooled over fork()ed clones of one ${results.latency.settings.parentMiB} MiB victim per kind;</text>`,
+    `<text x="90" y="${ly + 36}" fill="#555">each clone populated fresh pages of its own first, so these calls free what they unmap (a THP call unmaps 2 MiB whatever the cap).</text>`,
   )
   return svg(90 + kinds.length * (w + 60), ly + 50, body)
 }

@@ -3,7 +3,7 @@
 // results use; any knob set is recorded in results.json and shown in
 // results.md as an override.
 import { parseShares, type MixShares } from '../victims'
-import { ConfigError, envList, envNumber } from './env'
+import { ConfigError, envClock, envList, envNumber, type Clock } from './env'
 import { boundsConfig, type BoundsConfig } from './bounds'
 import type { CallsConfig } from './calls'
 import type { LatencyConfig } from './latency'
@@ -14,8 +14,16 @@ import { shrinkerConfig, type ShrinkerConfig } from './shrinker'
 const MiB = 1024 * 1024
 export const PARTS = ['memory', 'latency', 'calls', 'bounds', 'pressure', 'shrinker'] as const
 export type Part = (typeof PARTS)[number]
+/**
+ * The parts of each clock (bench/run boots one guest per clock). icount: the
+ * comparisons whose sides need one CPU at a time; wall: what needs two CPUs
+ * at once (bounds: one reaper against two; memory: a victim starved on the
+ * other CPU; pressure: the victim pinned to the other CPU).
+ */
+export const CLOCK_PARTS: Record<Clock, Part[]> = { icount: ['calls', 'latency', 'bounds', 'shrinker'], wall: ['memory', 'bounds', 'pressure'] }
 
 export interface BenchConfig {
+  clock: Clock
   seed: number
   resamples: number
   parts: Part[]
@@ -39,11 +47,13 @@ function parseSizes(text: string): number[] {
   })
 }
 
-function parseParts(text: string | undefined): Part[] {
-  if (!text) return [...PARTS]
+/** The clock's parts, or those of them PIDFD_REAP_BENCH_ONLY names (a part of the other clock is not run in this boot). */
+function parseParts(text: string | undefined, clock: Clock): Part[] {
+  const own = CLOCK_PARTS[clock]
+  if (!text) return [...own]
   const parts = text.split(',').map((p) => p.trim())
   for (const p of parts) if (!(PARTS as readonly string[]).includes(p)) throw new ConfigError(`PIDFD_REAP_BENCH_ONLY=${text}: parts are ${PARTS.join(', ')}`)
-  return parts as Part[]
+  return own.filter((p) => parts.includes(p))
 }
 
 function sharesOf(text: string): MixShares {
@@ -60,14 +70,18 @@ export function benchConfig(env = process.env): BenchConfig {
   const resamples = envNumber(env, 'PIDFD_REAP_BENCH_RESAMPLES', 2000)
   const seed = envNumber(env, 'PIDFD_REAP_BENCH_SEED', Date.now() % 2 ** 31)
   const filePath = '/dev/shm/pidfd-reap-bench-file'
+  const clock = envClock(env)
+  // icount: one vCPU, everything on CPU 0; wall: the measured side on CPU 1, the driver on CPU 0.
+  const cpu = clock === 'icount' ? 0 : 1
   const shares: MixShares = env.PIDFD_REAP_BENCH_MIX ? sharesOf(env.PIDFD_REAP_BENCH_MIX) : { anon: 2, thp: 1, file: 1 }
   const overrides = Object.fromEntries(
     Object.entries(env).filter(([k, v]) => /^PIDFD_REAP_(BENCH|BOUNDS)_/.test(k) && v !== undefined && !INFORMATIONAL.has(k)),
   ) as Record<string, string>
   return {
+    clock,
     seed,
     resamples,
-    parts: parseParts(env.PIDFD_REAP_BENCH_ONLY),
+    parts: parseParts(env.PIDFD_REAP_BENCH_ONLY, clock),
     filePath,
     overrides,
     memory: {
@@ -89,9 +103,10 @@ export function benchConfig(env = process.env): BenchConfig {
       caps: [
         { bytes: 1 * MiB, minCalls: envNumber(env, 'PIDFD_REAP_BENCH_P99_CALLS', 1000) },
         { bytes: 16 * MiB, minCalls: Math.ceil(envNumber(env, 'PIDFD_REAP_BENCH_P99_CALLS', 1000) / 4) },
-        { bytes: 64 * MiB, minCalls: envNumber(env, 'PIDFD_REAP_BENCH_P99_CALLS', 1000) },
+        // Each 64 MiB call frees 64 MiB the clone populated first: a quarter as many calls.
+        { bytes: 64 * MiB, minCalls: Math.ceil(envNumber(env, 'PIDFD_REAP_BENCH_P99_CALLS', 1000) / 4) },
       ],
-      cpu: 1,
+      cpu,
       resamples,
       filePath,
       minClones: 8,
@@ -103,8 +118,8 @@ export function benchConfig(env = process.env): BenchConfig {
       batch: envNumber(env, 'PIDFD_REAP_BENCH_CALLS', 2000),
       asyncBatch: Math.ceil(envNumber(env, 'PIDFD_REAP_BENCH_CALLS', 2000) / 10),
     },
-    bounds: boundsConfig({ rounds, warmup, resamples, filePath }, env),
-    shrinker: shrinkerConfig({ rounds, warmup, resamples }, env),
+    bounds: boundsConfig({ clock, rounds, warmup, resamples, filePath }, env),
+    shrinker: shrinkerConfig({ rounds, warmup, resamples, cpu }, env),
     pressure: pressureConfigOf(rounds, seed, resamples, env),
   }
 }
@@ -116,11 +131,11 @@ function pressureConfigOf(rounds: number, seed: number, resamples: number, env: 
 }
 
 /** Set by bench/run to describe the run, not to change it. */
-const INFORMATIONAL = new Set(['PIDFD_REAP_BENCH_ACCEL', 'PIDFD_REAP_BENCH_HOST', 'PIDFD_REAP_BENCH_GIT_COMMIT', 'PIDFD_REAP_BENCH_GIT_DIRTY', 'PIDFD_REAP_BENCH_KERNEL'])
+const INFORMATIONAL = new Set(['PIDFD_REAP_BENCH_CLOCK', 'PIDFD_REAP_BENCH_PARTIAL', 'PIDFD_REAP_BENCH_QEMU_VERSION', 'PIDFD_REAP_BENCH_ACCEL', 'PIDFD_REAP_BENCH_HOST', 'PIDFD_REAP_BENCH_GIT_COMMIT', 'PIDFD_REAP_BENCH_GIT_DIRTY', 'PIDFD_REAP_BENCH_KERNEL'])
 
 /** MiB the shared file needs: the largest private-file part of any victim. */
 export function fileMiB(config: BenchConfig): number {
   const { anon, thp, file } = config.memory.shares
   const share = file / (anon + thp + file)
-  return Math.ceil(Math.max(config.latency.parentMiB, config.bounds.bigMiB / 4, config.bounds.killMiB / 4, ...config.memory.sizesMiB.map((s) => s * share)))
+  return Math.ceil(Math.max(config.latency.parentMiB, config.bounds.bigMiB / 4, ...config.memory.sizesMiB.map((s) => s * share)))
 }

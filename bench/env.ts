@@ -30,3 +30,17 @@ export function envList(env: NodeJS.ProcessEnv, name: string, fallback: number[]
     return value
   })
 }
+
+/**
+ * Which clock a boot measures with (bench/run sets PIDFD_REAP_BENCH_CLOCK):
+ * icount = one vCPU under \`scripts/vm --icount\`, guest time counts
+ * instructions; wall = two vCPUs under ordinary TCG, for what needs two
+ * CPUs at once.
+ */
+export type Clock = 'icount' | 'wall'
+
+export function envClock(env: NodeJS.ProcessEnv): Clock {
+  const text = env.PIDFD_REAP_BENCH_CLOCK || 'wall'
+  if (text !== 'icount' && text !== 'wall') throw new ConfigError(`PIDFD_REAP_BENCH_CLOCK=${text}: icount or wall`)
+  return text
+}

@@ -1,11 +1,13 @@
 // The latency-against-cap part: per memory kind (4 KiB anonymous pages,
 // THP, written private file pages), the time of one try_reap call for each
-// cap, over at least `minCalls` pooled calls per cap. A p99 of 1000 calls of
-// 64 MiB needs 64 GiB reaped; building that under TCG would take most of an
-// hour, so bench/bounds.c `clones` builds one victim per kind and reaps
-// fork()ed clones of it: each clone maps the same pages, so a call unmaps
-// them as it would a victim's but frees none (the parent still maps them).
-// Both caps are measured the same way, clones in a random order.
+// cap, over at least `minCalls` pooled calls per cap. bench/bounds.c
+// `clones --own-pages 1` builds one victim per kind and reaps fork()ed
+// clones of it, each of which first drops the pages it shares with the
+// parent and populates fresh ones of its own: its reaping really frees them,
+// as a victim's would. The pools hold every call but EBUSY and the closing
+// 0: those that unmapped something and the EAGAIN ones. Clones and caps in
+// a random order. A THP call unmaps whole huge pages, so a 1 MiB cap unmaps
+// 2 MiB there: each cap is shown with the median bytes its calls unmapped.
 import { spawn } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { Freezer } from '../victims'
@@ -43,10 +45,15 @@ interface CloneOutput {
   results: [number, number][]
 }
 
-/** Reaping calls' times (ns) of a clone: the calls that unmapped something. */
+const EAGAIN = -11
+
+/** A clone's calls' results, expanded from the run-length encoding. */
+const retsOf = (out: CloneOutput): number[] => out.results.flatMap(([ret, n]) => Array<number>(n).fill(ret))
+
+/** Reaping calls' times (ns) of a clone: the calls that unmapped something, and the EAGAIN ones. */
 function reapingNs(out: CloneOutput): number[] {
-  const rets = out.results.flatMap(([ret, n]) => Array<number>(n).fill(ret))
-  return out.ns.filter((_, i) => rets[i] > 0)
+  const rets = retsOf(out)
+  return out.ns.filter((_, i) => rets[i] > 0 || rets[i] === EAGAIN)
 }
 
 function log(text: string): void {
@@ -61,11 +68,14 @@ function layoutOf(kind: Kind, config: LatencyConfig): Layout {
 
 /** One kind: its clones' reaping-call times, per cap (one array per clone). */
 async function runKind(kind: Kind, config: LatencyConfig, freezer: Freezer, rand: () => number) {
-  const args = ['clones', '--freezer', freezer.group, '--build-cpu', String(config.cpu), '--cpu', String(config.cpu), ...layoutArgs(layoutOf(kind, config))]
+  const args = ['clones', '--own-pages', '1', '--freezer', freezer.group, '--build-cpu', String(config.cpu), '--cpu', String(config.cpu), ...layoutArgs(layoutOf(kind, config))]
   const child = spawn(boundsHelper(), args, { stdio: ['pipe', 'pipe', 'inherit'] })
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
   const closed = new Promise<number | null>((resolve) => child.once('close', resolve))
   const perCap = new Map<number, number[][]>(config.caps.map((c) => [c.bytes, []]))
+  // What each call that unmapped something returned, and how many calls said EAGAIN, per cap.
+  const unmapped = new Map<number, number[]>(config.caps.map((c) => [c.bytes, []]))
+  const eagain = new Map<number, number>(config.caps.map((c) => [c.bytes, 0]))
   const invalid: Record<string, unknown>[] = []
   let setupMs = 0
   const forkMs: number[] = []
@@ -90,6 +100,9 @@ async function runKind(kind: Kind, config: LatencyConfig, freezer: Freezer, rand
         continue
       }
       perCap.get(cap.bytes)!.push(reapingNs(out))
+      const rets = retsOf(out)
+      unmapped.get(cap.bytes)!.push(...rets.filter((r) => r > 0))
+      eagain.set(cap.bytes, eagain.get(cap.bytes)! + rets.filter((r) => r === EAGAIN).length)
     }
   } finally {
     child.stdin!.end()
@@ -97,7 +110,7 @@ async function runKind(kind: Kind, config: LatencyConfig, freezer: Freezer, rand
   }
   const clones = Object.fromEntries([...perCap].map(([cap, a]) => [cap, a.length]))
   log(`${kind}: clones per cap ${JSON.stringify(clones)}, parent built in ${(setupMs / 1000).toFixed(1)} s`)
-  return { perCap, invalid, setupMs, forkMsMedian: forkMs.sort((a, b) => a - b)[forkMs.length >> 1] ?? null }
+  return { perCap, unmapped, eagain, invalid, setupMs, forkMsMedian: forkMs.sort((a, b) => a - b)[forkMs.length >> 1] ?? null }
 }
 
 export async function runLatency(config: LatencyConfig, rand: () => number) {
@@ -128,7 +141,13 @@ export async function runLatency(config: LatencyConfig, rand: () => number) {
       const pool = new PooledSamples(clones)
       const all = clones.map((_, i) => i)
       const us = (p: number): number => round(pool.percentile(all, p) / 1e3, 1)
-      caps[cap] = { clones: clones.length, calls: pool.count(all), p50Us: round(pool.percentile(all, 50) / 1e3, 1), p99Us: us(99), maxUs: us(100) }
+      const bytes = k.unmapped.get(Number(cap))!.sort((a, b) => a - b)
+      caps[cap] = {
+        clones: clones.length,
+        calls: pool.count(all),
+        eagainCalls: k.eagain.get(Number(cap)),
+        unmappedPerCallMedianBytes: bytes.length ? bytes[bytes.length >> 1] : null,
+        p50Us: round(pool.percentile(all, 50) / 1e3, 1), p99Us: us(99), maxUs: us(100) }
     }
     summary[kind] = { caps, parentSetupMs: k.setupMs, forkMsMedian: k.forkMsMedian, invalidClones: k.invalid }
   }
@@ -139,8 +158,8 @@ export async function runLatency(config: LatencyConfig, rand: () => number) {
       durationMs: Date.now() - started,
       settings: { ...config, filePath: undefined },
       method:
-        'One victim per kind (bench/bounds.c clones), fork()ed once per measured clone; each clone frozen (cgroup v1 freezer), SIGKILLed and reaped with one cap until the 0, on CPU ' +
-        `${config.cpu}; calls that unmapped something are pooled per cap; nearest-rank p99; interval: bootstrap resampling each cap's clones`,
+        'One victim per kind (bench/bounds.c clones --own-pages 1), fork()ed once per measured clone; each clone drops the pages it shares with the parent and populates fresh ones of its own (so its reaping frees them), is frozen (cgroup v1 freezer), SIGKILLed and reaped with one cap until the 0, on CPU ' +
+        `${config.cpu}; the calls that unmapped something and the EAGAIN calls are pooled per cap (EBUSY and the closing 0 are not); nearest-rank p99; interval: percentile bootstrap resampling each cap's clones`,
       worstKind: worst,
       kinds: summary,
     },

@@ -33,7 +33,7 @@ export function smallFreeLists(): () => void {
 export type Method =
   | { kind: 'wait' } // SIGKILL, then wait for the exit
   | { kind: 'mrelease' } // SIGKILL + process_mrelease
-  | { kind: 'tryreap'; capBytes: number; monitorEventLoop?: boolean } // SIGKILL + try_reap_dying_process in a C loop (0: uncapped)
+  | { kind: 'tryreap'; capBytes: number; monitorEventLoop?: boolean } // try_reap_dying_process(pidfd, TRY_REAP_KILL, cap) kills and reaps (killAndReap's first call), then a C loop without the flag (0: uncapped)
   | { kind: 'killAndReap'; chunkBytes: number; monitorEventLoop?: boolean } // the package, from Node
 
 export function methodName(method: Method): string {
@@ -163,6 +163,15 @@ function runHelper(args: string[], onLine: (line: string) => void) {
 }
 
 // Nanosecond timestamps fit a double exactly enough (< 2^53 ns is 104 days of uptime).
+/** Samples [t, rss, freeKb, reaped] with each unread count (-1) replaced by the last one read. */
+function carryCounter(samples: [number, number, number, number][]): [number, number, number, number][] {
+  let last = -1
+  return samples.map(([t, rss, freeKb, reaped]) => {
+    if (reaped >= 0) last = reaped
+    return [t, rss, freeKb, last]
+  })
+}
+
 function toRun(out: HelperOutput, method: string, victim: Victim, tKill: number, rssBefore: number): Run {
   const ms = (ns: number): number => (ns - tKill) / 1e6
   const look = (l: HelperLook | null): Look | null => (l ? { t: ms(l.t), ran: l.ran } : null)
@@ -172,7 +181,8 @@ function toRun(out: HelperOutput, method: string, victim: Victim, tKill: number,
     heldBytes: victim.heldBytes,
     rssBefore,
     pageSize: out.pageSize,
-    samples: out.samples.map(([t, rss, freeKb, reaped]) => ({ t: ms(t), rss: rss < 0 ? 0 : rss * out.pageSize, free: freeKb * 1024, reapedPages: reaped })),
+    // reapbench reads the kernel's count only every 32nd sample (-1 in between): carry the last one forward.
+    samples: carryCounter(out.samples).map(([t, rss, freeKb, reaped]) => ({ t: ms(t), rss: rss < 0 ? 0 : rss * out.pageSize, free: freeKb * 1024, reapedPages: reaped })),
     calls: out.calls.map(([start, end, ret]) => ({ start: ms(start), end: ms(end), ret })),
     exitMs: out.tExit ? ms(out.tExit) : null,
     releasedMs: out.tReleased ? ms(out.tReleased) : null,

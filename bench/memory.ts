@@ -166,7 +166,10 @@ export function memoryEstimates(config: MemoryConfig, records: RunRecord[], size
   for (const lengthMs of config.sweepMs) {
     const exit = t90(sweepExit(lengthMs))
     const reap = karAt(lengthMs)
-    perRound[sweepKey(lengthMs)] = ratio(exit, reap)
+    // From sweepOwnRunBelowMs on, killAndReap's point reuses its unreleased
+    // run, kept only where it beat the release: exit ÷ it then exceeds 1 by
+    // construction, so no ratio is reported there (the chart keeps the point).
+    if (lengthMs < config.sweepOwnRunBelowMs) perRound[sweepKey(lengthMs)] = ratio(exit, reap)
     sweep.push({ starvedMs: lengthMs, exitT90: spread(exit), killAndReapT90: spread(reap), killAndReapRun: lengthMs < config.sweepOwnRunBelowMs ? sweepReap(lengthMs) : KILL_AND_REAP })
   }
   const estimates: Record<string, Estimate> = {}

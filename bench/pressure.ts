@@ -34,7 +34,7 @@ import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pidfd, features, killAndReap, watchPressure, type PressureEvent, type ReapReport } from 'pidfd-reap'
-import { fixtures, hogArgs, removeCgroupDir } from '../victims'
+import { fixtures, hogArgs, pinProcess, removeCgroupDir } from '../victims'
 import { pairedRatio, random, round, shuffled, spread, type Estimate } from './stats'
 import { envInt } from './env'
 
@@ -156,6 +156,9 @@ function firstEvent(watcher: ReturnType<typeof watchPressure>, ms: number): Prom
 async function run(config: PressureConfig, group: string, round: number, method: PressureMethod): Promise<PressureRun> {
   const victimCurrent = join(group, 'victim', 'memory.current')
   const victim = await startInGroup(join(group, 'victim'), config.victimMiB)
+  // The victim on the other CPU than this process (CPU 0): its exit does not
+  // wait for killAndReap's CPU, so killAndReap, not the exit, must win the reaping.
+  pinProcess(1, victim.pid)
   let filler: Started | undefined
   const watcher = watchPressure({ cgroup: group, stallUs: config.stallUs, windowUs: config.windowUs })
   try {

@@ -3,6 +3,7 @@
 // whether the work tree still has them), the kernel, the guest and host
 // machines, the accelerator. bench/run passes what only the host knows
 // (git, the host CPU and load) in PIDFD_REAP_BENCH_* variables.
+import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, readFileSync, readdirSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
@@ -55,9 +56,31 @@ export function kernelInfo(): Record<string, unknown> {
   }
 }
 
+/** The first line a tool prints for --version, or null. */
+function versionOf(tool: string): string | null {
+  try {
+    return execFileSync(tool, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n')[0].trim()
+  } catch {
+    return null
+  }
+}
+
+/** The bracketed choice of a sysfs setting like "always [madvise] never". */
+const chosen = (text: string | null): string | null => (text === null ? null : (/\[([^\]]+)\]/.exec(text)?.[1] ?? text))
+
 export function provenance(): Record<string, unknown> {
   const env = process.env
   return {
+    /** How the guest ran: QEMU (version from the host, command line from scripts/vm), clock, THP, toolchain. */
+    run: {
+      qemuVersion: env.PIDFD_REAP_BENCH_QEMU_VERSION || null,
+      qemuCommandLine: env.PIDFD_REAP_VM_QEMU || null,
+      clock: env.PIDFD_REAP_BENCH_CLOCK || 'wall',
+      guestClocksource: read('/sys/devices/system/clocksource/clocksource0/current_clocksource'),
+      thp: { enabled: chosen(read('/sys/kernel/mm/transparent_hugepage/enabled')), defrag: chosen(read('/sys/kernel/mm/transparent_hugepage/defrag')) },
+      node: process.version,
+      gcc: versionOf('gcc'),
+    },
     project: {
       gitCommit: env.PIDFD_REAP_BENCH_GIT_COMMIT || null,
       /** Files the work tree had changed against that commit when the run started (git status --porcelain). */

@@ -1,15 +1,13 @@
 // The ratios the project tracks (issue 7, "Definitions"): their goals and one
 // line each on what they divide, in one place for every part of the
-// benchmark; and how an estimate (median of paired per-round ratios, or a
-// pooled p99 ratio, with its bootstrap interval) becomes the results.json
-// fields ratios.<key>, ratiosCi95.<key>, pass.<key>.
-import { round, type Estimate } from './stats'
+// benchmark; and how an estimate (paired per-round ratios, or a pooled p99
+// ratio, with its 95 % interval) becomes the results.json fields
+// ratios.<key>, ratiosCi95.<key>, verdicts.<key> (issue 16: pass only when
+// the whole interval meets the goal, fail when the whole interval misses it,
+// inconclusive otherwise), intervalMethods.<key>, rounds.<key>.
+import { round, verdict, type Estimate, type Goal, type Verdict } from './stats'
 
-export interface Goal {
-  /** The ratio must be below (<), at most (<=) or at least (>=) this. */
-  op: '<' | '<=' | '>='
-  value: number
-}
+export type { Goal } from './stats'
 
 export interface RatioDefinition {
   what: string
@@ -46,7 +44,10 @@ export const DEFINITIONS: Record<string, RatioDefinition> = {
     what: "time to 90 % back: killAndReap on a starved victim ÷ an unstarved victim's own exit",
     goal: le(0.8),
   },
-  killAndReap_vs_c_loop_90pct: { what: 'time to 90 % back on a starved victim: killAndReap (16 MiB chunks) ÷ a C loop of 16 MiB try_reap calls', goal: le(1.1) },
+  killAndReap_vs_c_loop_90pct: {
+    what: "time to 90 % back on a starved victim: killAndReap (16 MiB chunks) ÷ a C loop of 16 MiB try_reap calls with the same first call (try_reap_dying_process(pidfd, TRY_REAP_KILL, 16 MiB) kills and reaps)",
+    goal: le(1.1),
+  },
   killAndReap_vs_mrelease_90pct: { what: 'time to 90 % back on a starved victim: killAndReap ÷ process_mrelease', goal: le(1.1) },
   killAndReap_event_loop_p99_ms: {
     what: "not a ratio: the event loop's delay while killAndReap reaps a starved victim, in ms: p99 of perf_hooks.monitorEventLoopDelay({ resolution: 1 }) over each run (the time between the ticks of a 1 ms timer), median over the rounds; its own arm, as its timer wakes the event loop",
@@ -72,14 +73,12 @@ export const DEFINITIONS: Record<string, RatioDefinition> = {
     what: 'wall time from the kill to the 0 with 1 MiB calls: one reaper ÷ two reapers at once (one per CPU), same frozen mixed victim',
     goal: ge(1.6),
   },
-  kill_call_reaped_fraction: {
-    what: "not a ratio of two runs: the result of one try_reap_dying_process(pidfd, TRY_REAP_KILL, SIZE_MAX) on a live mixed 1 GiB victim (frozen, not killed before) ÷ the victim's RSS just before it; the victim did not run",
-    goal: ge(0.9),
-  },
   shrinker_stall_ratio: {
-    what: "an allocation's stall (its time less the same allocation with memory free) with a killed, frozen victim holding most of the memory: shrinker_enabled = 1 ÷ shrinker_enabled = 0 (the OOM path)",
+    what: "an allocation's stall with a killed, frozen victim holding most of the memory, from ratios of allocation times only: (on ÷ the free run just before it − 1) ÷ (off ÷ its free run − 1), shrinker_enabled = 1 vs 0 (the OOM path); a negative stall is an error (a round without a number)",
     goal: le(0.1),
   },
+  shrinker_alloc_on_vs_off: { what: 'the same allocation against the killed frozen victim: its time with shrinker_enabled = 1 ÷ with 0 (the OOM path)' },
+  shrinker_alloc_on_vs_free: { what: 'the same: its time with shrinker_enabled = 1 ÷ the same allocation with memory free, run right before it' },
   pressure_to_memory_back_ms: {
     what: "not a ratio: the pressure daemon's path, in ms: from a PSI memory trigger on a cgroup v2 group (a filler throttled at its memory.high) reaching JS to 90 % of the victim's memory back (its leaf's memory.current), killAndReap; median over the rounds",
   },
@@ -101,35 +100,44 @@ export function definition(key: string): RatioDefinition {
   throw new Error(`no definition of the ratio ${key}`)
 }
 
-export const meets = (value: number, goal: Goal): boolean =>
-  goal.op === '<' ? value < goal.value : goal.op === '<=' ? value <= goal.value : value >= goal.value
-
 export interface RatioFields {
   ratios: Record<string, number>
   ratiosCi95: Record<string, [number, number]>
   goals: Record<string, string>
-  /** The estimate meets its goal. */
-  pass: Record<string, boolean>
-  /** The whole interval meets it. */
-  ciMeetsGoal: Record<string, boolean>
+  /** pass: the whole interval meets the goal; fail: the whole interval misses it; inconclusive: otherwise. */
+  verdicts: Record<string, Verdict>
+  /** How each value and interval were computed. */
+  intervalMethods: Record<string, string>
+  /** Rounds that gave a number, and rounds that did not (never dropped silently). */
+  rounds: Record<string, { n: number; noNumber: number }>
+  /** Ratios that could not be computed at all (no round gave a number), with how many rounds were tried. */
+  noValue: Record<string, { noNumber: number }>
 }
 
 export function ratioFields(estimates: Record<string, Estimate>): RatioFields {
-  const out: RatioFields = { ratios: {}, ratiosCi95: {}, goals: {}, pass: {}, ciMeetsGoal: {} }
+  const out: RatioFields = { ratios: {}, ratiosCi95: {}, goals: {}, verdicts: {}, intervalMethods: {}, rounds: {}, noValue: {} }
   // In the order of DEFINITIONS (headline ratios before their parts), then the sweep.
   const order = Object.keys(DEFINITIONS)
   const rank = (key: string): number => (order.includes(key) ? order.indexOf(key) : order.length)
   const keys = Object.keys(estimates).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b, 'en', { numeric: true }))
   for (const key of keys) {
     const e = estimates[key]
-    if (!Number.isFinite(e.value)) continue
+    const goal = definition(key).goal
+    if (!Number.isFinite(e.value)) {
+      out.noValue[key] = { noNumber: e.noNumber ?? 0 }
+      if (goal) {
+        out.goals[key] = `${goal.op} ${round(goal.value, 4)}`
+        out.verdicts[key] = 'inconclusive'
+      }
+      continue
+    }
     out.ratios[key] = round(e.value, 4)
     out.ratiosCi95[key] = [round(e.ci95[0], 4), round(e.ci95[1], 4)]
-    const goal = definition(key).goal
+    out.intervalMethods[key] = e.method ?? 'percentile bootstrap'
+    if (e.n !== undefined) out.rounds[key] = { n: e.n, noNumber: e.noNumber ?? 0 }
     if (goal) {
       out.goals[key] = `${goal.op} ${round(goal.value, 4)}`
-      out.pass[key] = meets(e.value, goal)
-      out.ciMeetsGoal[key] = meets(e.ci95[0], goal) && meets(e.ci95[1], goal)
+      out.verdicts[key] = verdict(e.ci95, goal)
     }
   }
   return out

@@ -25,9 +25,9 @@
 // --sample-us US (default 1000) --settle-ms MS (sampling after the method
 // ended, default 30) --timeout-ms MS (default 120000).
 //
-// A sample is cheap: MemFree from sysinfo(2) (no /proc/meminfo text), the
-// RSS and the kernel's count (reap_dying_pages in /proc/vmstat) through file
-// descriptors kept open (pread). The time
+// A sample is cheap: MemFree from sysinfo(2) (no /proc/meminfo text) and
+// the RSS through a file descriptor kept open (pread); the kernel's count
+// (reap_dying_pages in the 16 KB /proc/vmstat) only every 32nd sample. The time
 // spent taking samples is reported (samplerBusyNs), so its cost is visible.
 // "ran" looks (victim/reap-sys.h: CPU time, context switches) are taken at
 // the kill, when the busy loop is ended and when the reaping ended.
@@ -106,6 +106,8 @@ static int64_t pread_number(int fd, int field) {
   return field ? b : a;
 }
 
+#define COUNTER_EVERY 32
+
 // reap_dying_pages from /proc/vmstat, read through a kept fd; -1 without it.
 static int64_t pread_reaped_pages(void) {
   static char buf[16384];
@@ -124,7 +126,10 @@ static void take_sample(void) {
   s->t = reap_now_ns();
   s->rss_pages = pread_number(statm_fd, 1);
   s->free_kb = sysinfo(&si) == 0 ? (int64_t)((uint64_t)si.freeram * si.mem_unit / 1024) : -1;
-  s->reaped_pages = pread_reaped_pages();
+  // The 16 KB /proc/vmstat only every COUNTER_EVERY-th sample (and the
+  // last): the curves need MemFree and the RSS every time, the kernel's
+  // count only now and then; -1 in between (the report carries the last).
+  s->reaped_pages = i % COUNTER_EVERY == 0 || atomic_load(&sampler_stop) ? pread_reaped_pages() : -1;
   sampler_busy_ns += reap_now_ns() - s->t;
   atomic_store(&nsamples, i + 1);
 }
@@ -224,15 +229,17 @@ struct call {
 static struct call *calls;
 static long ncalls;
 
-static long do_call(long nr, int pidfd, uint64_t cap) {
+static long do_call_flags(long nr, int pidfd, unsigned int flags, uint64_t cap) {
   struct call *c = &calls[ncalls < MAX_CALLS ? ncalls : MAX_CALLS - 1];
   c->start = reap_now_ns();
-  long ret = nr == SYS_process_mrelease ? syscall(nr, pidfd, 0) : syscall(nr, pidfd, 0, cap ? (size_t)cap : SIZE_MAX);
+  long ret = nr == SYS_process_mrelease ? syscall(nr, pidfd, 0) : syscall(nr, pidfd, flags, cap ? (size_t)cap : SIZE_MAX);
   c->end = reap_now_ns();
   c->ret = ret < 0 ? -errno : ret;
   if (ncalls < MAX_CALLS) ncalls++;
   return c->ret;
 }
+
+static long do_call(long nr, int pidfd, uint64_t cap) { return do_call_flags(nr, pidfd, 0, cap); }
 
 static int exited(int pidfd) {
   struct pollfd p = {.fd = pidfd, .events = POLLIN};
@@ -313,7 +320,16 @@ static int mode_kill(void) {
   usleep(3000);  // a few samples before the kill
   look(&at_kill);
   t_kill = reap_now_ns();
-  if (syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) != 0) die("pidfd_send_signal");
+  // tryreap: the same first call as killAndReap's, try_reap_dying_process(pidfd,
+  // TRY_REAP_KILL, cap), which kills and reaps; the others send SIGKILL.
+  long first = 0;
+  if (!is_wait && !is_mrelease) {
+    first = do_call_flags(nr, pidfd, TRY_REAP_KILL, opt_cap);
+    if (first < 0 && first != -EAGAIN && first != -EBUSY) {
+      errno = (int)-first;
+      die("try_reap_dying_process(pidfd, TRY_REAP_KILL, cap)");
+    }
+  } else if (syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) != 0) die("pidfd_send_signal");
   uint64_t deadline = t_kill + (uint64_t)opt_timeout_ms * 1000000ull;
   if (opt_notify_kill) {
     printf("killed\n");  // for live displays; the JSON line comes last
@@ -325,7 +341,7 @@ static int mode_kill(void) {
     t_exit = wait_exit(pidfd, deadline);
   } else if (is_mrelease) {
     do_call(SYS_process_mrelease, pidfd, 0);
-  } else {
+  } else if (first != 0) {  // 0: the killing call found nothing left
     for (;;) {
       long ret = do_call(nr, pidfd, opt_cap);
       if (ret == -EBUSY || ret == -EAGAIN) {  // lock contended / walk not over: again at once

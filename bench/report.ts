@@ -18,6 +18,17 @@ const pct = (v: number | null | undefined): string => (v === null || v === undef
 const spreadText = (s: any, fmt: (v: number) => string): string =>
   !s || s.median === null ? '–' : s.min === s.max ? fmt(s.median) : `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})`
 
+/** A run with knobs set (fewer rounds, smaller victims...) says so first, plainly. */
+function reducedNotice(r: Results): string[] {
+  const overrides = Object.entries<string>(r.settings?.overrides ?? {})
+  if (!overrides.length) return []
+  return [
+    `**Not the default benchmark: this run set ${overrides.length} knob${overrides.length === 1 ? '' : 's'}** (${overrides.map(([k, v]) => `\`${k}=${v}\``).join(', ')}), ` +
+      'for example fewer rounds or smaller victims than `npm run bench` uses, so its intervals are wider than a full run\'s and some ratios rest on fewer calls.',
+    '',
+  ]
+}
+
 function header(r: Results): string[] {
   const k = r.kernel
   const g = r.machine.guest
@@ -26,28 +37,86 @@ function header(r: Results): string[] {
   const dirty = r.project.gitDirty?.length ? ` plus uncommitted changes to ${r.project.gitDirty.length} files` : ''
   const parts = Object.entries<number>(r.partMs).map(([p, ms]) => `${p} ${(ms / 60000).toFixed(1)} min`).join(', ')
   return [
-    `Measured ${r.generatedAt.slice(0, 16).replace('T', ' ')} UTC in a QEMU ${r.accelerator} guest (${g.cpus} vCPUs, ${(g.memoryBytes / 2 ** 30).toFixed(1)} GiB)` +
+    `Measured ${r.generatedAt.slice(0, 16).replace('T', ' ')} UTC in ${r.boots ? `${r.boots.length} QEMU ${r.accelerator} boot${r.boots.length === 1 ? '' : 's'} (${r.boots.map((b: any) => `${b.clock}${b.role === 'repeat' ? ' repeat' : ''}`).join(', ')}; the first: ${g.cpus} vCPU${g.cpus === 1 ? '' : 's'}` : `a QEMU ${r.accelerator} guest (${g.cpus} vCPUs`}, ${(g.memoryBytes / 2 ** 30).toFixed(1)} GiB)` +
       (h ? ` on a ${h.cpus}-CPU ${h.model} host (load average ${h.loadAverage} when the guest started)` : '') +
       `, Linux ${k.release} built from the series at kernel commit ${k.seriesCommit?.slice(0, 12) ?? '?'} (series sha256 ${k.seriesBuilt?.slice(0, 12) ?? '?'}${changed}; try_reap_dying_process is syscall ${k.tryReapSyscallNr}), ` +
       `project commit ${r.project.gitCommit?.slice(0, 12) ?? 'unknown'}${dirty}. ` +
-      `One run of \`npm run bench\`: ${(r.durationMs / 60000).toFixed(1)} min (${parts}). ` +
-      'Emulated (TCG): absolute times are several times a real machine\'s; compare within the run (the ratios).',
+      `One run of \`npm run bench\`: ${(r.durationMs / 60000).toFixed(1)} guest minutes (${parts}; an icount guest's clock jumps ahead while it waits for the host's I/O, so its minutes are not the host's). ` +
+      'Emulated (TCG): absolute times are several times a real machine\'s; compare within the run (the ratios). ' +
+      'icount: one vCPU under `scripts/vm --icount` (guest time counts instructions, so the host\'s load does not move it); wall: two vCPUs under ordinary TCG, for what needs two CPUs at once.',
   ]
 }
 
-/** The ratios with what each divides, intervals, goals and verdicts. */
+/** The ratios with what each divides, the clock, intervals (and how), rounds, goals and verdicts. */
 function ratiosTable(r: Results): string[] {
-  const lines = ['| ratio | what it divides | value | 95 % interval | goal | verdict |', '|---|---|---:|---:|---:|---|']
+  const lines = [
+    '| ratio | what it divides | clock | value | 95 % interval | interval | rounds (without a number) | goal | verdict |',
+    '|---|---|---|---:|---:|---|---:|---:|---|',
+  ]
+  const verdicts = r.verdicts ?? {}
+  const show = (v: string | undefined): string => (v === undefined ? '–' : v === 'pass' ? 'pass' : v === 'fail' ? '**fail**' : '*inconclusive*')
+  const rounds = (key: string): string => (r.rounds?.[key] ? `${r.rounds[key].n} (${r.rounds[key].noNumber})` : '–')
   for (const [key, value] of Object.entries<number>(r.ratios)) {
     const [lo, hi] = r.ratiosCi95[key]
-    const goal = r.goals[key]
-    // The interval crosses the goal when one end meets it and the other does not.
-    const [op, limit] = goal === undefined ? ['', 0] : [goal.split(' ')[0], Number(goal.split(' ')[1])]
-    const meetsGoal = (v: number): boolean => (op === '<' ? v < limit : op === '<=' ? v <= limit : v >= limit)
-    const crosses = goal !== undefined && meetsGoal(lo) !== meetsGoal(hi)
-    const verdict = goal === undefined ? '–' : `${r.pass[key] ? 'pass' : '**fail**'}${crosses ? ' (the interval crosses the goal)' : ''}`
-    lines.push(`| \`${key}\` | ${definition(key).what} | ${fmtRatio(value)} | ${fmtRatio(lo)}–${fmtRatio(hi)} | ${goal ?? '–'} | ${verdict} |`)
+    const ci = Number.isFinite(lo) && Number.isFinite(hi) ? `${fmtRatio(lo)}–${fmtRatio(hi)}` : 'none'
+    lines.push(
+      `| \`${key}\` | ${definition(key).what} | ${r.clocks?.[key] ?? '–'} | ${fmtRatio(value)} | ${ci} | ${r.intervalMethods?.[key] ?? '–'} | ${rounds(key)} | ${r.goals[key] ?? '–'} | ${show(verdicts[key])} |`,
+    )
   }
+  for (const [key, v] of Object.entries<any>(r.noValue ?? {})) {
+    lines.push(`| \`${key}\` | ${definition(key).what} | ${r.clocks?.[key] ?? '–'} | none | none | – | 0 (${v.noNumber}) | ${r.goals[key] ?? '–'} | ${show(verdicts[key])} |`)
+  }
+  const count = (v: string): number => Object.values(verdicts).filter((x) => x === v).length
+  lines.push(
+    '',
+    `Verdicts: ${count('pass')} pass, ${count('fail')} fail, ${count('inconclusive')} inconclusive. A verdict is pass only when the whole 95 % interval meets the goal, fail when the whole interval misses it, inconclusive otherwise. ` +
+      'With fewer than 10 rounds a ratio is the geometric mean of the per-round ratios with a t interval on their logarithms (a percentile bootstrap under-covers there); from 10 rounds on, the median with a percentile bootstrap interval; pooled p99s: bootstrap over rounds or clones. ' +
+      'Rounds without a number (a failed run, a negative stall, a wall-clock round slowed beyond the rule) are counted in the rounds column, not dropped.',
+  )
+  return lines
+}
+
+/** Parts that failed in a boot (their ratios are missing above). */
+function failedText(r: Results): string[] {
+  const failed = { ...(r.failedParts ?? {}), ...Object.fromEntries(Object.entries<string>(r.failedPartsWall ?? {}).map(([k, v]) => [`${k} (wall)`, v])) }
+  const entries = Object.entries<string>(failed)
+  if (!entries.length) return []
+  return ['**Parts that failed** (no numbers from them):', '', ...entries.map(([part, why]) => `- ${part}: ${why.split('\n')[0]}`), '']
+}
+
+/** --repeat-check: the icount ratios of two whole boots side by side. */
+function repeatText(r: Results): string[] {
+  const c = r.repeatCheck
+  if (!c) return []
+  const lines = [
+    '### Repeat check (two icount boots of the same commit)',
+    '',
+    `${c.what}. Largest spread ${c.maxSpread === null ? 'not computable' : `${(100 * c.maxSpread).toFixed(2)} %`}: **${c.pass ? 'pass' : 'fail'}**.` +
+      (c.notRepeated?.length ? ` Not compared (only one run has them): ${c.notRepeated.map((k: string) => `\`${k}\``).join(', ')}.` : ''),
+    '',
+    '| ratio | boot 1 | boot 2 | spread |',
+    '|---|---:|---:|---:|',
+  ]
+  for (const [key, v] of Object.entries<any>(c.ratios)) {
+    lines.push(`| \`${key}\` | ${fmtRatio(v.values[0])} | ${fmtRatio(v.values[1])} | ${v.spread === null ? '–' : `${(100 * v.spread).toFixed(2)} %`}${v.within ? '' : ' (over)'} |`)
+  }
+  return lines
+}
+
+/** How each boot ran: QEMU, clock, clocksource, THP, toolchain, host load while it ran. */
+function bootsText(r: Results): string[] {
+  if (!r.boots) return []
+  const lines = ['| boot | clock | QEMU | guest clocksource | THP | Node | gcc | host load during the boot (1-min average: median, min–max, samples) | minutes |', '|---|---|---|---|---|---|---|---|---:|']
+  for (const b of r.boots) {
+    const run = b.provenance?.run ?? {}
+    const load = b.hostLoad ? `${b.hostLoad.median} (${b.hostLoad.min}–${b.hostLoad.max}, ${b.hostLoad.samples})` : '–'
+    const g = b.provenance?.machine?.guest
+    lines.push(
+      `| ${b.role} | ${b.clock}${g ? `, ${g.cpus} vCPU${g.cpus === 1 ? '' : 's'}` : ''} | ${run.qemuVersion ?? '–'} | ${run.guestClocksource ?? '–'} | ${run.thp?.enabled ?? '–'} (defrag ${run.thp?.defrag ?? '–'}) | ${run.node ?? '–'} | ${run.gcc ?? '–'} | ${load} | ${(b.durationMs / 60000).toFixed(1)} |`,
+    )
+  }
+  lines.push('', 'QEMU command lines (scripts/vm):', '')
+  for (const b of r.boots) lines.push(`- ${b.role}, ${b.clock}: \`${b.provenance?.run?.qemuCommandLine ?? 'unknown'}\``)
   return lines
 }
 
@@ -122,11 +191,14 @@ function latencyText(r: Results): string[] {
     '',
     `${l.method}. Worst kind for \`p99_1MiB_vs_64MiB\`: ${l.worstKind}.`,
     '',
-    '| kind | cap | clones | calls | p50 | p99 | max |',
-    '|---|---:|---:|---:|---:|---:|---:|',
+    '| kind | cap | unmapped per call (median) | clones | calls (of which EAGAIN) | p50 | p99 | max |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
   ]
+  const size = (b: number | null | undefined): string => (b === null || b === undefined ? '–' : b >= 2 ** 20 ? `${+(b / 2 ** 20).toFixed(2)} MiB` : `${+(b / 1024).toFixed(1)} KiB`)
   for (const [kind, k] of Object.entries<any>(l.kinds)) {
-    for (const [cap, c] of Object.entries<any>(k.caps)) lines.push(`| ${kind} | ${Number(cap) / 2 ** 20} MiB | ${c.clones} | ${c.calls} | ${fmtUs(c.p50Us)} | ${fmtUs(c.p99Us)} | ${fmtUs(c.maxUs)} |`)
+    for (const [cap, c] of Object.entries<any>(k.caps)) {
+      lines.push(`| ${kind} | ${size(Number(cap))} | ${size(c.unmappedPerCallMedianBytes)} | ${c.clones} | ${c.calls} (${c.eagainCalls ?? '–'}) | ${fmtUs(c.p50Us)} | ${fmtUs(c.p99Us)} | ${fmtUs(c.maxUs)} |`)
+    }
   }
   lines.push('', `![call latency against the cap](${CHARTS.latency})`)
   return lines
@@ -154,12 +226,14 @@ function callsText(r: Results): string[] {
   ]
 }
 
-function boundsText(r: Results): string[] {
-  const b = r.bounds
+function boundsText(r: Results, name: 'bounds' | 'boundsWall'): string[] {
+  const b = r[name]
   if (!b) return []
   const s = b.settings
   const lines = [
-    '### Bounds of a call, total time of capped loops, throughput (frozen victims)',
+    name === 'bounds'
+      ? `### Bounds of a call, total time of capped loops, throughput (frozen victims${s.clock ? `, ${s.clock} clock` : ''})`
+      : '### One reaper against two at once (frozen victims, wall clock, ABBA)',
     '',
     `${s.roundsMeasured} measured rounds after ${s.warmup} warm-up; ${b.invalidRounds.length} round(s) repeated because a victim ran or a run failed. Victims: ${s.victims}. Check: ${s.victimCheck}. ` +
       `Placement: ${s.placement}. Calls: ${s.calls}. Timing: ${s.timing}. p99: ${s.p99}. Intervals: ${s.interval}.`,
@@ -218,9 +292,16 @@ function pressureText(r: Results): string[] {
 export function resultsMarkdown(r: Results): string {
   return [
     '<!-- generated by bench/report.ts from bench/results.json; do not edit -->',
+    ...(r.note ? [`**Note on this run:** ${r.note}`, ''] : []),
+    ...reducedNotice(r),
     ...header(r),
     '',
     ...ratiosTable(r),
+    '',
+    ...failedText(r),
+    ...repeatText(r),
+    '',
+    ...bootsText(r),
     '',
     ...settingsText(r),
     '',
@@ -230,7 +311,9 @@ export function resultsMarkdown(r: Results): string {
     '',
     ...callsText(r),
     '',
-    ...boundsText(r),
+    ...boundsText(r, 'bounds'),
+    '',
+    ...boundsText(r, 'boundsWall'),
     '',
     ...pressureText(r),
     '',

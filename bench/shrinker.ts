@@ -4,17 +4,20 @@
 // on, against the same with it off (then only the OOM path helps: it marks
 // the dying victim, thaws it and lets it exit).
 //
-// A round is three runs of `bench/bounds.c stall`, in a random order:
+// A round is two pairs of runs of `bench/bounds.c stall`, the pairs in a
+// random order, each pair a baseline right before its measured run:
 //   free  the allocation (N MiB of 4 KiB anonymous pages, populated) with
-//         memory free: the baseline;
+//         memory free: the baseline of the run that follows it;
 //   on    a victim of 4 KiB anonymous pages holding most of the guest's
 //         memory, frozen (cgroup v1 freezer: a killed task there stays
 //         frozen) and killed by try_reap_dying_process(pidfd,
 //         TRY_REAP_KILL, 0) (killed, doomed, nothing reaped), then the same
 //         allocation, with /sys/kernel/mm/reap_dying/shrinker_enabled = 1;
 //   off   the same with shrinker_enabled = 0.
-// stall = allocation time − the round's free allocation time; the round's
-// ratio = stall(on) ÷ stall(off). The setting is restored at the end, every
+// Only ratios of allocation times: on ÷ its free baseline, off ÷ its
+// baseline, on ÷ off. The stall ratio is (on ÷ free − 1) ÷ (off ÷ free − 1);
+// a round where on or off is not slower than its baseline (a negative stall)
+// is an error: counted and shown, no number. The setting is restored at the end, every
 // victim is thawed and waited for by bounds.c (which started it).
 import { spawn } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
@@ -52,15 +55,15 @@ export interface ShrinkerConfig {
 /**
  * The part's settings. Each round builds two victims of most of the guest's
  * memory, which under TCG takes about half a minute each: the part runs
- * PIDFD_REAP_BENCH_SHRINKER_ROUNDS rounds (default 4, at most the bench's).
+ * PIDFD_REAP_BENCH_SHRINKER_ROUNDS rounds (default 10, at most the bench's).
  */
-export function shrinkerConfig(common: { rounds: number; warmup: number; resamples: number }, env = process.env): ShrinkerConfig {
-  const rounds = Math.min(common.rounds, envInt(env, 'PIDFD_REAP_BENCH_SHRINKER_ROUNDS', 4))
+export function shrinkerConfig(common: { rounds: number; warmup: number; resamples: number; cpu: number }, env = process.env): ShrinkerConfig {
+  const rounds = Math.min(common.rounds, envInt(env, 'PIDFD_REAP_BENCH_SHRINKER_ROUNDS', 10))
   return {
     rounds,
     warmup: Math.min(common.warmup, 1),
     resamples: common.resamples,
-    cpu: 1,
+    cpu: common.cpu,
     freeMiB: envInt(env, 'PIDFD_REAP_BENCH_SHRINKER_FREE_MIB', 384),
     beyondMiB: envInt(env, 'PIDFD_REAP_BENCH_SHRINKER_BEYOND_MIB', 384),
     maxInvalid: Math.max(2, rounds),
@@ -69,7 +72,7 @@ export function shrinkerConfig(common: { rounds: number; warmup: number; resampl
 }
 
 export type Mode = 'free' | 'on' | 'off'
-const MODES: Mode[] = ['free', 'on', 'off']
+const MEASURED: ('on' | 'off')[] = ['on', 'off']
 
 /** bench/bounds.c stall's JSON. */
 export interface StallOutput {
@@ -105,6 +108,8 @@ export interface StallOutput {
 export interface StallRun {
   round: number
   mode: Mode
+  /** free runs: the measured run this one is the baseline of (it runs right before it). */
+  baselineOf?: 'on' | 'off'
   /** shrinker_enabled during the run. */
   shrinker: 0 | 1
   out: StallOutput
@@ -198,10 +203,11 @@ export async function runShrinker(config: ShrinkerConfig, rand: () => number): P
     if (sizing.victimMiB < 2 * sizing.allocMiB) throw new ConfigError(`bench shrinker: ${available} MiB available is too little for this sizing`)
     const { allocMiB, victimMiB } = sizing
     rounds = await runRounds(config, log, async (index) => {
-      const order = shuffled(MODES, rand)
+      // Each measured run right after its own baseline; the pairs in a random order.
+      const order = shuffled(MEASURED, rand).flatMap((m): Mode[] => ['free', m])
       const runs: StallRun[] = []
       const reasons: string[] = []
-      for (const mode of order) {
+      for (const [at, mode] of order.entries()) {
         const shrinker = mode === 'on' ? 1 : 0
         writeFileSync(SHRINKER_ENABLED, String(shrinker))
         // Every run starts from the same page cache: none but what is mapped.
@@ -213,6 +219,7 @@ export async function runShrinker(config: ShrinkerConfig, rand: () => number): P
         try {
           const out = await stallRun(args)
           const run: StallRun = { round: index, mode, shrinker, out, runMs: Date.now() - runStart }
+          if (mode === 'free') run.baselineOf = order[at + 1] as 'on' | 'off'
           runs.push(run)
           const reason = invalidReason(run)
           if (reason) reasons.push(reason)
@@ -232,14 +239,33 @@ export async function runShrinker(config: ShrinkerConfig, rand: () => number): P
   const { measured, orders, invalid } = rounds
   if (measured.length < 2) throw new Error(`bench shrinker: only ${measured.length} valid rounds`)
 
-  const byMode = (mode: Mode): StallRun[] => measured.map((runs) => runs.find((r) => r.mode === mode)!)
-  const [free, on, off] = MODES.map(byMode)
-  const stall = (runs: StallRun[]): number[] => runs.map((r, i) => allocMs(r.out) - allocMs(free[i].out))
-  const stallOn = stall(on)
-  const stallOff = stall(off)
-  const perRound = stallOn.map((s, i) => s / stallOff[i])
-  const estimates = { shrinker_stall_ratio: pairedRatio(perRound, config.resamples, rand) }
   const r3 = (v: number): number => round(v, 3)
+  const byMode = (mode: Mode): StallRun[] => measured.map((runs) => runs.find((r) => r.mode === mode)!)
+  const baselineOf = (mode: 'on' | 'off'): StallRun[] => measured.map((runs) => runs.find((r) => r.mode === 'free' && r.baselineOf === mode)!)
+  const free = measured.flatMap((runs) => runs.filter((r) => r.mode === 'free'))
+  const [on, off] = MEASURED.map(byMode)
+  // Allocation time ÷ that of its baseline, run right before it.
+  const slowdown = (mode: 'on' | 'off'): number[] => byMode(mode).map((r, i) => allocMs(r.out) / allocMs(baselineOf(mode)[i].out))
+  const onVsFree = slowdown('on')
+  const offVsFree = slowdown('off')
+  // A negative stall (not slower than memory free) is an error: the round gives no number.
+  const errors: string[] = []
+  const perRound = onVsFree.map((a, i) => {
+    const b = offVsFree[i]
+    if (a <= 1 || b <= 1) {
+      errors.push(`round ${i + 1}: negative stall (on ÷ free ${r3(a)}, off ÷ free ${r3(b)})`)
+      return NaN
+    }
+    return (a - 1) / (b - 1)
+  })
+  const onVsOff = on.map((r, i) => allocMs(r.out) / allocMs(off[i].out))
+  const estimates = {
+    shrinker_stall_ratio: pairedRatio(perRound, config.resamples, rand),
+    shrinker_alloc_on_vs_off: pairedRatio(onVsOff, config.resamples, rand),
+    shrinker_alloc_on_vs_free: pairedRatio(onVsFree, config.resamples, rand),
+  }
+  const stallOn = on.map((_, i) => allocMs(on[i].out) - allocMs(baselineOf('on')[i].out))
+  const stallOff = off.map((_, i) => allocMs(off[i].out) - allocMs(baselineOf('off')[i].out))
   const summary = (runs: StallRun[]) => ({
     allocMs: spread(runs.map((r) => r3(allocMs(r.out)))),
     shrunkMiB: spread(runs.map((r) => r3(shrunkMiB(r.out)))),
@@ -261,20 +287,24 @@ export async function runShrinker(config: ShrinkerConfig, rand: () => number): P
         ...config,
         ...sizing,
         roundsMeasured: measured.length,
-        order: 'free, on and off in a random order, a new order each round',
+        order: 'two pairs per round, (free, on) and (free, off), the pairs in a random order: each measured run right after its own baseline',
         victim: `${sizing.victimMiB} MiB of 4 KiB anonymous pages (MemAvailable at the part's start less ${config.freeMiB} MiB), forked by bench/bounds.c, frozen in a cgroup v1 freezer, killed by try_reap_dying_process(pidfd, TRY_REAP_KILL, 0): killed, doomed, nothing reaped`,
         allocation: `${sizing.allocMiB} MiB of 4 KiB anonymous pages (MADV_NOHUGEPAGE) mapped and populated (MADV_POPULATE_WRITE) by a child on CPU ${config.cpu}; timed from before the mmap to the end of the populate`,
         eachRun: 'starts with drop_caches = 3 (the same page cache for every run); shrinker_enabled 1 for on, 0 otherwise; restored at the end',
-        stall: "an allocation's time less the same round's allocation with memory free",
+        stall: "only ratios of allocation times: on ÷ the free run just before it, off ÷ its own; stall ratio = (on ÷ free − 1) ÷ (off ÷ free − 1); a round where either is not above 1 (a negative stall) is an error, counted, without a number",
         offDeadline: `an off allocation not done after ${config.offDeadlineMs / 1000} s is stopped and counted as taking ${config.offDeadlineMs / 1000} s (a lower bound of its stall, so an upper bound of the round's ratio)`,
-        interval: `percentile bootstrap 95 %, ${config.resamples} resamples of the rounds`,
+        interval: estimates.shrinker_stall_ratio.method,
       },
+      errors,
       details: {
         shrinker_stall_ratio: {
-          estimator: 'median of the per-round ratios; bootstrap over rounds',
-          numerator: 'on: allocation time with the killed frozen victim, shrinker_enabled = 1, less the round\'s free allocation time',
+          estimator: estimates.shrinker_stall_ratio.method,
+          numerator: 'on: allocation time with the killed frozen victim, shrinker_enabled = 1, ÷ the free allocation run right before it, less 1',
           denominator: 'off: the same with shrinker_enabled = 0 (the OOM path thaws the victim and lets it exit)',
-          perRound: perRound.map(r3),
+          perRound: perRound.map((v) => (Number.isFinite(v) ? r3(v) : null)),
+          onVsFree: onVsFree.map(r3),
+          offVsFree: offVsFree.map(r3),
+          onVsOff: onVsOff.map(r3),
           stallMsMedian: [r3(median(stallOn)), r3(median(stallOff))],
           stallMs: { on: stallOn.map(r3), off: stallOff.map(r3) },
         },
@@ -316,6 +346,7 @@ export function shrinkerMarkdown(r: any): string[] {
         `${sp(m.directReclaimStalls, (v) => v.toFixed(0))} | ${victim ? '–' : sp(m.setupMs, ms)} |`,
     )
   }
+  if (s.errors?.length) lines.push('', `Rounds without a number (errors): ${s.errors.join('; ')}.`)
   lines.push('', 'Median (min–max) over the measured rounds. "victim ran": its CPU time, context switches or freezer state changed between the kill and the end of the allocation (the OOM path thawed it); "still frozen": it did not.')
   if (st.offDeadline) lines.push('', `Off runs stopped at their deadline: ${s.modes.off.stoppedAtDeadline ?? 0}/${st.roundsMeasured}; ${st.offDeadline}.`)
   if (s.anomalies.length) {

@@ -1,6 +1,7 @@
 // Statistics for the benchmark's ratios: a seeded random generator (the
 // order of the methods in a round, the bootstrap), the nearest-rank
-// percentile, and the percentile bootstrap over rounds.
+// percentile, the percentile bootstrap over rounds, the t interval on
+// log-ratios (fewer than 10 rounds) and the verdict against a goal.
 
 /** mulberry32: a small seeded generator of numbers in [0, 1). */
 export function random(seed: number): () => number {
@@ -78,8 +79,42 @@ export class PooledSamples {
 
 export interface Estimate {
   value: number
-  /** Percentile bootstrap 95 % interval. */
+  /** 95 % interval (see `method`). */
   ci95: [number, number]
+  /** How `value` and `ci95` were computed (shown in the report). */
+  method?: string
+  /** Rounds (or clones) that gave a number. */
+  n?: number
+  /** Rounds that gave no number (a failed run, a ratio that is not finite): counted, never dropped silently. */
+  noNumber?: number
+}
+
+/** Below this many rounds the percentile bootstrap under-covers; pairedRatio uses a t interval on log-ratios instead. */
+export const MIN_BOOTSTRAP_ROUNDS = 10
+
+// Two-sided 97.5 % quantiles of Student's t, df 1..30 (beyond: the normal's 1.96).
+const T975 = [
+  12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145, 2.131, 2.12, 2.11, 2.101, 2.093, 2.086, 2.08, 2.074, 2.069,
+  2.064, 2.06, 2.056, 2.052, 2.048, 2.045, 2.042,
+]
+export const t975 = (df: number): number => (df < 1 ? NaN : df <= T975.length ? T975[df - 1] : 1.96)
+
+/**
+ * Geometric mean of positive ratios with the t interval on their logarithms:
+ * exp(mean ± t(0.975, n − 1) · sd / √n). Covers at any n when the
+ * log-ratios are about normal; NaN interval with fewer than 2 values.
+ */
+export function logTInterval(ratios: readonly number[]): Estimate {
+  const logs = ratios.filter((v) => Number.isFinite(v) && v > 0).map(Math.log)
+  const n = logs.length
+  const noNumber = ratios.length - n
+  const method = 't interval on log-ratios (geometric mean)'
+  if (n === 0) return { value: NaN, ci95: [NaN, NaN], method, n, noNumber }
+  const mean = logs.reduce((a, b) => a + b, 0) / n
+  if (n < 2) return { value: Math.exp(mean), ci95: [NaN, NaN], method, n, noNumber }
+  const sd = Math.sqrt(logs.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1))
+  const half = (t975(n - 1) * sd) / Math.sqrt(n)
+  return { value: Math.exp(mean), ci95: [Math.exp(mean - half), Math.exp(mean + half)], method, n, noNumber }
 }
 
 /**
@@ -97,7 +132,7 @@ export function bootstrap(rounds: number, statistic: (picks: number[]) => number
     if (Number.isFinite(v)) draws.push(v)
   }
   draws.sort((a, b) => a - b)
-  return { value, ci95: [nearestRank(draws, 2.5), nearestRank(draws, 97.5)] }
+  return { value, ci95: [nearestRank(draws, 2.5), nearestRank(draws, 97.5)], method: `percentile bootstrap over ${rounds} rounds`, n: rounds, noNumber: 0 }
 }
 
 /**
@@ -120,13 +155,71 @@ export function bootstrapGroups(
     if (Number.isFinite(v)) draws.push(v)
   }
   draws.sort((a, b) => a - b)
-  return { value, ci95: [nearestRank(draws, 2.5), nearestRank(draws, 97.5)] }
+  return { value, ci95: [nearestRank(draws, 2.5), nearestRank(draws, 97.5)], method: `percentile bootstrap over groups of ${sizes.join(' and ')}`, n: Math.min(...sizes), noNumber: 0 }
 }
 
-/** The median of paired per-round ratios with its bootstrap interval (rounds resampled). */
+/**
+ * Paired per-round ratios: with at least MIN_BOOTSTRAP_ROUNDS rounds their
+ * median and its percentile bootstrap interval (rounds resampled); with
+ * fewer, their geometric mean and the t interval on log-ratios. Rounds
+ * without a number (not finite, or not positive) are counted in `noNumber`.
+ */
 export function pairedRatio(perRound: readonly number[], resamples: number, rand: () => number): Estimate {
-  const known = perRound.filter((v) => Number.isFinite(v))
-  return bootstrap(known.length, (picks) => median(picks.map((i) => known[i])), resamples, rand)
+  const known = perRound.filter((v) => Number.isFinite(v) && v > 0)
+  const noNumber = perRound.length - known.length
+  if (known.length < MIN_BOOTSTRAP_ROUNDS) return logTInterval(perRound)
+  const e = bootstrap(known.length, (picks) => median(picks.map((i) => known[i])), resamples, rand)
+  return { ...e, method: `median, percentile bootstrap over ${known.length} rounds`, noNumber }
+}
+
+/**
+ * The larger of several paired ratios over the same rounds (for example the
+ * worse of two victims): per side as pairedRatio; the value is the largest
+ * side's, the interval [largest low end, largest high end] (with fewer than
+ * MIN_BOOTSTRAP_ROUNDS rounds; else the bootstrap of the max, one resample
+ * for all sides).
+ */
+export function worstPairedRatio(sides: readonly (readonly number[])[], resamples: number, rand: () => number): Estimate {
+  const n = Math.min(...sides.map((side) => side.filter((v) => Number.isFinite(v) && v > 0).length))
+  const noNumber = Math.max(...sides.map((side) => side.length)) - n
+  if (n < MIN_BOOTSTRAP_ROUNDS) {
+    const each = sides.map((side) => logTInterval(side))
+    return {
+      value: Math.max(...each.map((e) => e.value)),
+      ci95: [Math.max(...each.map((e) => e.ci95[0])), Math.max(...each.map((e) => e.ci95[1]))],
+      method: 'the larger of the sides; each a t interval on log-ratios (geometric mean)',
+      n,
+      noNumber,
+    }
+  }
+  // Rounds where every side has a number, so that a resample keeps them paired.
+  const rounds = sides[0].map((_, i) => i).filter((i) => sides.every((side) => Number.isFinite(side[i]) && side[i] > 0))
+  const e = bootstrap(rounds.length, (picks) => Math.max(...sides.map((side) => median(picks.map((i) => side[rounds[i]])))), resamples, rand)
+  return { ...e, method: `the larger of the sides' medians, percentile bootstrap over ${rounds.length} rounds`, noNumber: sides[0].length - rounds.length }
+}
+
+export interface Goal {
+  /** The ratio must be below (<), at most (<=) or at least (>=) this. */
+  op: '<' | '<=' | '>='
+  value: number
+}
+
+export type Verdict = 'pass' | 'fail' | 'inconclusive'
+
+export const meets = (value: number, goal: Goal): boolean =>
+  goal.op === '<' ? value < goal.value : goal.op === '<=' ? value <= goal.value : value >= goal.value
+
+/**
+ * `pass` only when the whole 95 % interval meets the goal, `fail` when the
+ * whole interval misses it, `inconclusive` otherwise (the interval crosses
+ * the goal, or there is none).
+ */
+export function verdict(ci95: readonly [number, number], goal: Goal): Verdict {
+  const [lo, hi] = ci95
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) return 'inconclusive'
+  const both = meets(lo, goal) && meets(hi, goal)
+  const neither = !meets(lo, goal) && !meets(hi, goal)
+  return both ? 'pass' : neither ? 'fail' : 'inconclusive'
 }
 
 /** min, median, max of the finite values (null when there is none). */

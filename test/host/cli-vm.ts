@@ -249,3 +249,38 @@ t.test('the real scripts refuse clearly before any guest runs', async (t) => {
     'bash: error: missing Debian package(s): pidfd-reap-no-such-package (install them: apt-get install pidfd-reap-no-such-package)\n',
   )
 })
+
+t.test('scripts/vm --icount: one vCPU, single-threaded TCG and an instruction-count clock; refused with other CPU counts', async (t) => {
+  const vm = join(ROOT, 'scripts', 'vm')
+  const kernel = join(tempDir(t, 'pidfd-reap-vm-icount-'), 'bzImage')
+  writeFileSync(kernel, '')
+  const words = async (args: string[]): Promise<string[]> => (await run(vm, ['--kernel', kernel, ...args, '--dry-run', '--', 'true'])).stdout.trim().split('\n')
+  const after = (argv: string[], flag: string): string | undefined => argv[argv.indexOf(flag) + 1]
+
+  const icount = await words(['--icount'])
+  t.equal(after(icount, '-smp'), '1')
+  t.equal(after(icount, '-accel'), 'tcg,thread=single')
+  t.equal(after(icount, '-icount'), 'shift=0,sleep=off')
+  const shift3 = await words(['--icount=3', '--cpus', '1'])
+  t.equal(after(shift3, '-icount'), 'shift=3,sleep=off')
+  t.equal(after(shift3, '-smp'), '1')
+  // Without it: the usual two vCPUs, multi-threaded TCG, no -icount.
+  const plain = await words([])
+  t.equal(after(plain, '-smp'), '2')
+  t.equal(after(plain, '-accel'), 'tcg,thread=multi')
+  t.notOk(plain.includes('-icount'))
+
+  const refused = async (args: string[], env: NodeJS.ProcessEnv = process.env) =>
+    (await run(vm, ['--kernel', kernel, ...args, '--', 'true'], { env }).then(
+      () => t.fail(`scripts/vm ${args.join(' ')} was accepted`),
+      (e) => e,
+    )) as { code: number; stderr: string }
+  const twoCpus = await refused(['--icount', '--cpus', '2'])
+  t.equal(twoCpus.code, 1)
+  t.equal(twoCpus.stderr, 'vm: error: --icount needs --cpus 1 (with several vCPUs the virtual clock advances with whichever runs), not --cpus 2\n')
+  t.equal((await refused(['--cpus', '4', '--icount=2'])).stderr, 'vm: error: --icount needs --cpus 1 (with several vCPUs the virtual clock advances with whichever runs), not --cpus 4\n')
+  for (const bad of ['x', '11', '-1', '']) {
+    t.equal((await refused([`--icount=${bad}`])).stderr, `vm: error: --icount=N: N must be 0..10 (the shift: 2^N ns of guest time per instruction), not '${bad}'\n`)
+  }
+  t.equal((await refused(['--icount'], { ...process.env, PIDFD_REAP_ACCEL: 'kvm' })).stderr, 'vm: error: --icount needs TCG, not PIDFD_REAP_ACCEL=kvm\n')
+})
