@@ -15,47 +15,21 @@
 // the memory of a machine others use. The guest config has PSI and the
 // guest mounts cgroup v2: without either it fails, it does not skip.
 import t, { type Test } from 'tap'
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { MiB, compileC, killQuietly, meminfo, projectRoot, removeCgroupDir, startBystander } from '../../victims'
+import { MiB, killQuietly, meminfo, projectRoot, removeCgroupDir, startBystander, startGrower } from '../../victims'
 
 const PSI = '/proc/pressure/memory'
 const CGROUP2 = '/sys/fs/cgroup'
 const BIN = join(projectRoot(), 'bin', 'pidfd-reap')
-const GROW = join(projectRoot(), 'test', 'fixtures', 'grow.c')
 const EXAMPLE = join(projectRoot(), 'examples', 'pressure-daemon.mjs')
 
 const skip = process.env.PIDFD_REAP_VM === '1' ? false : 'runs only in the QEMU guest (PIDFD_REAP_VM=1): it exhausts the memory of the machine it runs on'
 
 const vmstat = (name: string): number => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(readFileSync('/proc/vmstat', 'utf8'))?.[1] ?? NaN)
 const oomReports = (): number => execFileSync('dmesg', { encoding: 'utf8' }).split('\n').filter((line) => line.includes('invoked oom-killer')).length
-
-interface Grower {
-  child: ChildProcess
-  pid: number
-  /** Resolves with the MiB held once it stopped growing (never, if killed first). */
-  held: Promise<number>
-  gone: Promise<void>
-}
-
-/** Starts a child that allocates `stepMiB` every `intervalMs` up to `maxMiB`, in the cgroup. */
-async function startGrower(exe: string, cgroup: string, stepMiB: number, intervalMs: number, maxMiB: number): Promise<Grower> {
-  // The shell joins the cgroup, then becomes the grower: it allocates nothing before.
-  const child = spawn('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, exe, String(stepMiB), String(intervalMs), String(maxMiB)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  const lines = createInterface({ input: child.stdout! })
-  const ready = new Promise<number>((resolve, reject) => {
-    child.once('exit', (code, signal) => reject(new Error(`grow exited early: ${code ?? signal}`)))
-    lines.once('line', (line) => resolve(Number(/^ready (\d+)$/.exec(line)?.[1])))
-  })
-  const held = new Promise<number>((resolve) => lines.on('line', (line) => line.startsWith('held ') && resolve(Number(line.slice(5)))))
-  const pid = await ready
-  return { child, pid, held, gone }
-}
 
 /**
  * The workload against a daemon started with `daemonArgv` (its JSON lines on
@@ -67,7 +41,6 @@ async function overcommit(t: Test, name: string, daemonArgv: (group: string, min
   const group = join(CGROUP2, `pidfd-reap-daemon-${process.pid}-${name}`)
   mkdirSync(group)
   t.teardown(() => removeCgroupDir(group, 1000))
-  const exe = compileC(GROW)
   const bystander = startBystander()
   t.teardown(() => killQuietly(bystander))
 
@@ -95,7 +68,7 @@ async function overcommit(t: Test, name: string, daemonArgv: (group: string, min
     })
   })
 
-  const workload = await Promise.all(Array.from({ length: growers }, () => startGrower(exe, group, 16, 20, eachMiB)))
+  const workload = await Promise.all(Array.from({ length: growers }, () => startGrower({ cgroup: group, stepMiB: 16, intervalMs: 20, maxMiB: eachMiB })))
   t.teardown(() => Promise.all(workload.map(async (g) => (g.child.kill('SIGKILL'), await g.gone))))
   const pids = workload.map((g) => g.pid)
   // Each grower ends killed or holding its share; then the guest is calm.
