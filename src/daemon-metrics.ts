@@ -54,7 +54,8 @@ export class DaemonMetrics {
     if (line.event === 'kill') {
       this.#kills++
       this.#bytesReaped += line.bytesReaped
-      const seconds = line.report.elapsedMs / 1000
+      // A unit's members are reaped in parallel: the time until the last one settled.
+      const seconds = ('unit' in line ? line.unit.reapedMs : line.report.elapsedMs) / 1000
       this.#reapCount++
       this.#reapSum += seconds
       REAP_SECONDS_BUCKETS.forEach((bound, i) => {

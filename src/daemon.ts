@@ -17,6 +17,7 @@ import { invalidArgType, invalidArgValue, outOfRange } from './errors'
 import { Pidfd } from './pidfd'
 import { readPressureQuietly, watchPressure, type PressureReading, type PressureWatcher, type PressureKind, type WatchPressureOptions } from './psi'
 import { killAndReap, type KillAndReapOptions, type ReapReport } from './reaper'
+import { closeUnit, killUnit, listUnits, pickUnitFrom, type UnitCandidate, type UnitKill, type UnitRanking } from './daemon-unit'
 import { lockMemory } from './syscalls'
 import {
   validateAbortSignal,
@@ -365,6 +366,14 @@ export interface DaemonOptions {
    * memoryLocked and lockedBytes, or lockError; a failure does not stop it.
    */
   lockMemory?: boolean
+  /**
+   * Kill a whole unit at each kill instead of one process (default false):
+   * the leaf cgroup under `cgroup` that matters most (killCgroupBy), through
+   * cgroup.kill, its members reaped in parallel (see listUnits, killUnit).
+   */
+  killCgroup?: boolean
+  /** Which unit matters most: 'memory' (memory.current, the default) or 'pressure' (memory.pressure some avg10, then memory). */
+  killCgroupBy?: UnitRanking
   /** Stops the daemon: no new kill starts, and a kill in progress stops reaping. */
   signal?: AbortSignal
   /** Gets each decision (default: one JSON line on stdout). */
@@ -419,6 +428,8 @@ export interface DaemonStartLine extends LineBase {
   lockError?: string
   /** Where the CLI serves its Prometheus metrics (--metrics), when it does. */
   metrics?: string
+  /** With --kill-cgroup: how the unit to kill is picked. */
+  killCgroup?: UnitRanking
 }
 
 /** What every line about a wakeup says. */
@@ -448,19 +459,22 @@ export interface DaemonPressureLine extends LineBase, WakeupFields, Partial<Shor
   reason: WaitReason
 }
 
-interface VictimFields extends LineBase, WakeupFields, Shortfall {
+export interface VictimFields extends LineBase, WakeupFields, Shortfall {
   victim: VictimCandidate
 }
 
+/** The unit a --kill-cgroup kill picked, as a would-kill line names it. */
+export type UnitFields = Pick<UnitCandidate, 'cgroup' | 'memoryBytes' | 'pressure'> & { ranking: UnitRanking; members: number }
+
 export interface DaemonWouldKillLine extends VictimFields {
   event: 'would-kill'
+  /** With killCgroup: the unit it would kill (victim is its largest member). */
+  unit?: UnitFields
   decision: 'wait'
   reason: 'dry run: nothing killed'
 }
 
-export interface DaemonKillLine extends VictimFields {
-  event: 'kill'
-  report: ReapReport
+interface KillOutcome {
   bytesReaped: number
   memAvailableAfter: number
   /** The shortfall after the kill (0 when back above the lines). */
@@ -469,6 +483,21 @@ export interface DaemonKillLine extends VictimFields {
   sinceEventMs: number
   decision: Decision
   reason: 'enough memory back' | 'not enough memory back' | 'stopping' | 'maxKills reached for this event' | 'kills are not helping'
+}
+
+export interface DaemonKillLine extends VictimFields, KillOutcome {
+  event: 'kill'
+  report: ReapReport
+}
+
+/**
+ * A --kill-cgroup kill: the whole unit. `victim` is its largest member;
+ * `unit` says how it was killed, what each member gave back and when the
+ * unit's memory was back; bytesReaped adds up the members'.
+ */
+export interface DaemonKillUnitLine extends VictimFields, KillOutcome {
+  event: 'kill'
+  unit: UnitKill
 }
 
 export interface DaemonKillFailedLine extends VictimFields {
@@ -496,6 +525,7 @@ export type DaemonLogLine =
   | DaemonPressureLine
   | DaemonWouldKillLine
   | DaemonKillLine
+  | DaemonKillUnitLine
   | DaemonKillFailedLine
   | DaemonErrorLine
   | DaemonStopLine
@@ -552,6 +582,7 @@ interface Settings {
   poll: boolean
   fillRateBytesPerSec: number
   lockMemory: boolean
+  killCgroup: UnitRanking | null
   signal: AbortSignal | undefined
   log: (line: DaemonLogLine) => void
   onWakeup: (source: 'psi' | 'check') => void
@@ -611,6 +642,12 @@ function validateList<T>(value: unknown, name: string, check: (item: unknown) =>
 const isUid = (item: unknown): item is number => Number.isInteger(item) && (item as number) >= 0 && (item as number) <= 0xffffffff
 const isUnitName = (item: unknown): item is string => typeof item === 'string' && item !== '' && !item.includes('/')
 
+function unitRanking(value: unknown): UnitRanking {
+  if (value === undefined) return 'memory'
+  if (value !== 'memory' && value !== 'pressure') throw invalidArgValue('options.killCgroupBy', value, "must be 'memory' or 'pressure'")
+  return value
+}
+
 function parseDaemonOptions(options: unknown): Settings {
   const raw = validateOptions<DaemonOptions>(options)
   if (typeof raw.cgroup !== 'string' || raw.cgroup === '') throw invalidArgType('options.cgroup', 'a non-empty string', raw.cgroup)
@@ -662,6 +699,7 @@ function parseDaemonOptions(options: unknown): Settings {
         ? DEFAULT_FILL_RATE
         : validateByteAmount(raw.fillRateBytesPerSec, 'options.fillRateBytesPerSec', 1, false),
     lockMemory: raw.lockMemory === undefined || bool(raw.lockMemory, 'options.lockMemory'),
+    killCgroup: bool(raw.killCgroup, 'options.killCgroup') ? unitRanking(raw.killCgroupBy) : null,
     signal: raw.signal === undefined ? undefined : validateAbortSignal(raw.signal),
     log:
       raw.log === undefined
@@ -776,6 +814,7 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
     poll: settings.poll,
     fillRateBytesPerSec: settings.fillRateBytesPerSec,
     ...locked,
+    ...(settings.killCgroup && { killCgroup: settings.killCgroup }),
   })
 
   const summary: DaemonSummary = { reason: '', events: 0, checks: 0, kills: 0 }
@@ -797,6 +836,12 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
     const at = performance.now()
     if (!ranked || at - ranked.at >= CANDIDATE_CACHE_MS) ranked = { at, candidates: listCandidates(cgroup, { procRoot, ...settings.victims }) }
     return ranked.candidates
+  }
+  let rankedUnitList: { at: number; units: UnitCandidate[] } | undefined
+  const rankedUnits = (ranking: UnitRanking): UnitCandidate[] => {
+    const at = performance.now()
+    if (!rankedUnitList || at - rankedUnitList.at >= CANDIDATE_CACHE_MS) rankedUnitList = { at, units: listUnits(cgroup, { procRoot, ...settings.victims, ranking }) }
+    return rankedUnitList.units
   }
   const coolingDown = (memory: MemorySnapshot): boolean =>
     performance.now() - lastKill.at < settings.coolDownMs && shortfall(memory).neededBytes <= lastKill.neededAfter
@@ -851,45 +896,65 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
     let decision: Decision = 'kill-another'
     for (let kills = 1; decision === 'kill-another'; kills++) {
       const before = shortfall(memory)
-      const picked = pickFrom(rankedCandidates(), procRoot)
-      if (!picked) return wait('no victim in the cgroup')
-      const { victim, pidfd } = picked
-      const about = { time: now(), ...wakeupFields(), ...before, victim }
-      if (settings.dryRun) {
-        pidfd.close()
-        sayOnce(source, `dry run: ${victim.pid}`, { ...about, event: 'would-kill', decision: 'wait', reason: 'dry run: nothing killed' })
-        return
+      const reapOptions = { chunkBytes: settings.chunkBytes, deadlineMs: settings.deadlineMs, signal }
+      let outcome: { report: ReapReport } | { unit: UnitKill }
+      let about: VictimFields
+      if (settings.killCgroup) {
+        const ranking = settings.killCgroup
+        const picked = pickUnitFrom(rankedUnits(ranking), procRoot)
+        if (!picked) return wait('no victim in the cgroup')
+        const { cgroup: unitGroup, memoryBytes, pressure: unitPressure } = picked.unit
+        about = { time: now(), ...wakeupFields(), ...before, victim: picked.members[0].victim }
+        if (settings.dryRun) {
+          closeUnit(picked)
+          const unit = { cgroup: unitGroup, memoryBytes, pressure: unitPressure, ranking, members: picked.members.length }
+          sayOnce(source, `dry run: ${unitGroup}`, { ...about, event: 'would-kill', unit, decision: 'wait', reason: 'dry run: nothing killed' })
+          return
+        }
+        saidBelowLine = undefined
+        rankedUnitList = undefined // the unit is gone, or going: rank again
+        outcome = { unit: await killUnit(picked, ranking, reap, reapOptions) }
+      } else {
+        const picked = pickFrom(rankedCandidates(), procRoot)
+        if (!picked) return wait('no victim in the cgroup')
+        const { victim, pidfd } = picked
+        about = { time: now(), ...wakeupFields(), ...before, victim }
+        if (settings.dryRun) {
+          pidfd.close()
+          sayOnce(source, `dry run: ${victim.pid}`, { ...about, event: 'would-kill', decision: 'wait', reason: 'dry run: nothing killed' })
+          return
+        }
+        saidBelowLine = undefined
+        ranked = undefined // the victim is gone, or going: rank again
+        try {
+          outcome = { report: await reap(pidfd, reapOptions) }
+        } catch (error) {
+          // Stopping before the kill, or the victim exited before it (ESRCH).
+          decision = !stopped && kills < settings.maxKills ? 'kill-another' : 'wait'
+          log({ ...about, event: 'kill-failed', error: errorFields(error), decision })
+          continue
+        } finally {
+          pidfd.close()
+        }
       }
-      saidBelowLine = undefined
-      ranked = undefined // the victim is gone, or going: rank again
-      let report: ReapReport
-      try {
-        report = await reap(pidfd, { chunkBytes: settings.chunkBytes, deadlineMs: settings.deadlineMs, signal })
-      } catch (error) {
-        // Stopping before the kill, or the victim exited before it (ESRCH).
-        decision = !stopped && kills < settings.maxKills ? 'kill-another' : 'wait'
-        log({ ...about, event: 'kill-failed', error: errorFields(error), decision })
-        continue
-      } finally {
-        pidfd.close()
-      }
+      const bytesReaped = 'unit' in outcome ? outcome.unit.bytesReaped : outcome.report.bytesReaped
       summary.kills++
       memory = readMemory()
       const after = shortfall(memory)
       lastKill = { at: performance.now(), neededAfter: after.neededBytes }
       if (after.neededBytes < before.neededBytes) Object.assign(unhelpful, { kills: 0, bytesReaped: 0 })
-      else Object.assign(unhelpful, { kills: unhelpful.kills + 1, bytesReaped: unhelpful.bytesReaped + report.bytesReaped })
+      else Object.assign(unhelpful, { kills: unhelpful.kills + 1, bytesReaped: unhelpful.bytesReaped + bytesReaped })
       // The bytes came back to nobody: killing more of the cgroup would not help.
       const useless = unhelpful.kills >= settings.maxUnhelpfulKills
       // Enough when the reaped bytes cover what was needed, or memory is back
       // above the lines (the exit freed the rest, or someone else did).
-      const enough = report.bytesReaped >= before.neededBytes || after.neededBytes <= 0
+      const enough = bytesReaped >= before.neededBytes || after.neededBytes <= 0
       decision = !enough && !useless && kills < settings.maxKills && !stopped ? 'kill-another' : 'wait'
       log({
         ...about,
         event: 'kill',
-        report,
-        bytesReaped: report.bytesReaped,
+        ...outcome,
+        bytesReaped,
         memAvailableAfter: memory.memAvailable,
         neededBytesAfter: Math.max(0, after.neededBytes),
         sinceEventMs: performance.now() - started,

@@ -16,10 +16,10 @@
 // guest mounts cgroup v2: without either it fails, it does not skip.
 import t, { type Test } from 'tap'
 import { execFileSync, spawn } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { MiB, killQuietly, meminfo, projectRoot, removeCgroupDir, startBystander, startGrower } from '../../victims'
+import { MiB, killQuietly, meminfo, projectRoot, removeCgroupDir, startBystander, startGrower, startVictim, type Victim } from '../../victims'
 
 const PSI = '/proc/pressure/memory'
 const CGROUP2 = '/sys/fs/cgroup'
@@ -118,3 +118,77 @@ t.test('npx pidfd-reap daemon keeps the guest out of the OOM killer', { skip }, 
 t.test('node examples/pressure-daemon.mjs does the same', { skip }, (t) =>
   overcommit(t, 'example', (group, min) => [EXAMPLE, '--cgroup', group, '--stall', '100ms', '--window', '1s', '--min-available', `${min}M`, '--max-kills', '2']),
 )
+
+// --kill-cgroup on a real unit: a parent group with two leaves, its memory.max
+// set just above what they hold, so that its headroom is under the line at
+// once. The daemon must kill the leaf with the most memory whole (cgroup.kill)
+// and reap its members in parallel: every member dead, the unit's memory back
+// (memory.current), the bytes of each member no more than it had, the other
+// leaf untouched.
+t.test('--kill-cgroup kills the unit with the most memory and reaps every member at once', { skip }, async (t) => {
+  const parent = join(CGROUP2, `pidfd-reap-daemon-${process.pid}-unit`)
+  const control = join(CGROUP2, 'cgroup.subtree_control')
+  if (!readFileSync(control, 'utf8').split(/\s+/).includes('memory')) writeFileSync(control, '+memory')
+  mkdirSync(parent)
+  writeFileSync(join(parent, 'cgroup.subtree_control'), '+memory')
+  const unit = join(parent, 'batch.service')
+  const other = join(parent, 'web.service')
+  mkdirSync(unit)
+  mkdirSync(other)
+  const victims: Victim[] = []
+  t.teardown(async () => {
+    await Promise.all(victims.map(killQuietly))
+    for (const dir of [unit, other, parent]) await removeCgroupDir(dir, 1000)
+  })
+  for (let i = 0; i < 4; i++) victims.push(await startVictim({ memory: 64, cgroup: unit }))
+  const web = await startVictim({ memory: 16, cgroup: other })
+  victims.push(web)
+  const members = victims.slice(0, 4)
+  const held = members.reduce((sum, v) => sum + v.heldBytes, 0)
+  const currentBefore = Number(readFileSync(join(unit, 'memory.current'), 'utf8'))
+  // 24 MiB of headroom against a line of 20 % of the limit (about 60 MiB).
+  writeFileSync(join(parent, 'memory.max'), String(Number(readFileSync(join(parent, 'memory.current'), 'utf8')) + 24 * MiB))
+
+  const daemon = spawn(process.execPath, [BIN, 'daemon', '--cgroup', parent, '--kill-cgroup', '--min-available', '20%', '--deadline', '5s'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const daemonExit = new Promise<number | null>((resolve) => daemon.once('exit', (code) => resolve(code)))
+  t.teardown(() => daemon.kill('SIGKILL'))
+  const lines: Record<string, unknown>[] = []
+  const kill = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no kill line within 120 s')), 120_000)
+    daemon.once('exit', (code) => reject(new Error(`the daemon exited: ${code}`)))
+    createInterface({ input: daemon.stdout! }).on('line', (line) => {
+      t.comment(`daemon: ${line}`)
+      lines.push(JSON.parse(line))
+      if (lines.at(-1)!.event === 'kill') {
+        clearTimeout(timer)
+        resolve(lines.at(-1)!)
+      }
+    })
+  })
+  t.match(lines[0], { event: 'start', killCgroup: 'memory' })
+  const killed = kill as unknown as {
+    scope: string
+    bytesReaped: number
+    unit: { cgroup: string; killedBy: string; memoryAtKill: number; memoryBackMs: number | null; reapedMs: number; members: { pid: number; rssBytes: number; bytesReaped: number; report?: { mechanism: string }; error?: { code: string } }[] }
+  }
+  t.equal(killed.scope, 'cgroup', "the cgroup's own line")
+  t.equal(killed.unit.cgroup, unit, 'the leaf with the most memory')
+  t.equal(killed.unit.killedBy, 'cgroup.kill')
+  t.same(killed.unit.members.map((m) => m.pid).sort(), members.map((v) => v.pid).sort(), 'every member, and only them')
+  await Promise.all(members.map((v) => v.gone))
+  t.ok(members.every((v) => v.child.signalCode === 'SIGKILL'), 'every member died of SIGKILL')
+  t.equal(web.child.exitCode ?? web.child.signalCode, null, 'the other unit lives')
+  let sum = 0
+  for (const member of killed.unit.members) {
+    t.ok(member.report !== undefined || member.error?.code === 'ESRCH', `member ${member.pid}: reaped, or gone before its reaping started`)
+    t.ok(member.bytesReaped <= member.rssBytes, `member ${member.pid}: ${Math.round(member.bytesReaped / MiB)} MiB reaped of its ${Math.round(member.rssBytes / MiB)} MiB`)
+    sum += member.bytesReaped
+  }
+  t.equal(killed.bytesReaped, sum, 'the line adds up its members')
+  t.ok(sum <= held + 4 * 8 * MiB, `${Math.round(sum / MiB)} MiB reaped in all, of ${Math.round(held / MiB)} MiB held`)
+  t.ok(killed.unit.memoryAtKill >= held * 0.9, `memory.current was ${Math.round(killed.unit.memoryAtKill / MiB)} MiB at the kill (${Math.round(currentBefore / MiB)} MiB at the start)`)
+  t.type(killed.unit.memoryBackMs, 'number', `the unit's memory was back ${killed.unit.memoryBackMs} ms after the kill (all reaped after ${Math.round(killed.unit.reapedMs)} ms)`)
+  t.ok(Number(readFileSync(join(unit, 'memory.current'), 'utf8')) <= held / 10, "the unit's memory.current is down")
+  daemon.kill('SIGTERM')
+  t.equal(await daemonExit, 0)
+})

@@ -51,6 +51,7 @@ const DEFAULTS = {
   lockMemory: true,
   poll: true,
   fillRateBytesPerSec: undefined,
+  killCgroup: false,
 }
 
 t.test('parseDaemonArgs: defaults, every option, and usage errors', async (t) => {
@@ -79,6 +80,8 @@ t.test('parseDaemonArgs: defaults, every option, and usage errors', async (t) =>
       protectUids: [0, 1000], protectUnits: ['sshd.service', 'init.scope'],
     },
   )
+  t.same(parseDaemonArgs(['--cgroup', cgroup, '--kill-cgroup']), { ...DEFAULTS, cgroup, killCgroup: true })
+  t.same(parseDaemonArgs(['--cgroup', cgroup, '--kill-cgroup', '--kill-cgroup-by', 'pressure']), { ...DEFAULTS, cgroup, killCgroup: true, killCgroupBy: 'pressure' })
   t.same(parseDaemonArgs(['--cgroup', cgroup, '--min-swap-free', '256M']), { ...DEFAULTS, cgroup, minSwapFreeBytes: 256 * 2 ** 20 })
   t.same(parseDaemonArgs(['--cgroup', cgroup, '--window', '500ms', '--stall', '500ms']), { ...DEFAULTS, cgroup, windowUs: 500_000, stallUs: 500_000 })
   t.same(parseCommand(['daemon', '--help']), { command: 'help' })
@@ -117,6 +120,8 @@ t.test('parseDaemonArgs: defaults, every option, and usage errors', async (t) =>
     [['--cgroup', cgroup, '--protect-unit', 'system.slice/sshd.service'], /^--protect-unit must be a cgroup's name, without '\/'; got 'system.slice\/sshd.service'$/],
     [['--cgroup', cgroup, '--protect-unit', ''], /^--protect-unit must be a cgroup's name/],
     [['--cgroup'], /argument missing/],
+    [['--cgroup', cgroup, '--kill-cgroup', '--kill-cgroup-by', 'size'], /^--kill-cgroup-by must be 'memory' or 'pressure'; got 'size'$/],
+    [['--cgroup', cgroup, '--kill-cgroup-by', 'memory'], /^--kill-cgroup-by needs --kill-cgroup$/],
   ]
   for (const [argv, message] of usage) t.throws(() => parseDaemonArgs(argv), { constructor: UsageError, message }, argv.join(' '))
 })
