@@ -29,6 +29,7 @@ export const USAGE = `Usage:
                     [--prefer REGEX] [--avoid REGEX] [--protect-user USER]...
                     [--protect-unit NAME]... [--chunk SIZE]
                     [--deadline DURATION] [--dry-run] [--no-lock-memory]
+                    [--lock-all-code]
                     [--no-poll] [--fill-rate SIZE] [--kill-cgroup]
                     [--kill-cgroup-by memory|pressure] [--on-kill CMD]
                     [--metrics HOST:PORT]
@@ -96,7 +97,9 @@ Options of daemon:
   --deadline DURATION  stop reaping one victim after this long (default 1s)
   --dry-run            log the victim it would kill ("would-kill"), kill nothing
   --no-lock-memory     do not mlock() the daemon's code (by default it locks it
-                       in memory, so that the pressure cannot page it out)
+                       in memory, so that the pressure cannot page it out:
+                       the pages it has run and will run, and the addon)
+  --lock-all-code      lock every page of node's code, run or not (~90 MB)
   --no-poll            act on PSI events only; by default it also reads
                        MemAvailable every 100ms to 1s, as earlyoom does
   --fill-rate SIZE     the fastest memory is assumed to fill, per second: the
@@ -165,7 +168,7 @@ export interface DaemonCommand
     Pick<
       DaemonOptions,
       | 'cgroup' | 'cgroupPressure' | 'kind' | 'stallUs' | 'windowUs' | 'maxKills' | 'coolDownMs' | 'maxUnhelpfulKills'
-      | 'protectUids' | 'protectUnits' | 'deadlineMs' | 'dryRun' | 'lockMemory' | 'poll' | 'killCgroup'
+      | 'protectUids' | 'protectUnits' | 'deadlineMs' | 'dryRun' | 'lockMemory' | 'lockAllCode' | 'poll' | 'killCgroup'
     >
   > {
   command: 'daemon'
@@ -265,6 +268,7 @@ const DAEMON_OPTIONS = {
   deadline: { type: 'string', default: '1s' },
   'dry-run': { type: 'boolean', default: false },
   'no-lock-memory': { type: 'boolean', default: false },
+  'lock-all-code': { type: 'boolean', default: false },
   'no-poll': { type: 'boolean', default: false },
   'fill-rate': { type: 'string' },
   'kill-cgroup': { type: 'boolean', default: false },
@@ -369,6 +373,7 @@ export function parseDaemonArgs(args: string[]): DaemonCommand | { command: 'hel
     deadlineMs: asUsage(() => parseDuration(values.deadline as string, '--deadline')),
     dryRun: values['dry-run'] as boolean,
     lockMemory: !(values['no-lock-memory'] as boolean),
+    lockAllCode: values['lock-all-code'] as boolean,
     poll: !(values['no-poll'] as boolean),
     fillRateBytesPerSec: optional(values['fill-rate'], (text) => positiveSize(text, '--fill-rate')),
     killCgroup: values['kill-cgroup'] as boolean,

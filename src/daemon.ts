@@ -367,6 +367,12 @@ export interface DaemonOptions {
    */
   lockMemory?: boolean
   /**
+   * Lock every page of node's code (mlock), as before 0.2 (default false):
+   * by default only the pages resident at the start and those faulted in
+   * later are locked (lockMemory({ onFault: true })), and the addon whole.
+   */
+  lockAllCode?: boolean
+  /**
    * Kill a whole unit at each kill instead of one process (default false):
    * the leaf cgroup under `cgroup` that matters most (killCgroupBy), through
    * cgroup.kill, its members reaped in parallel (see listUnits, killUnit).
@@ -424,7 +430,12 @@ export interface DaemonStartLine extends LineBase {
   poll: boolean
   fillRateBytesPerSec: number
   memoryLocked: boolean
+  /** 'onfault': the pages resident and those faulted in later (the default); 'all': every page of the code (lockAllCode). */
+  lockMode?: 'onfault' | 'all'
+  /** Bytes of the mappings locked (VmLck counts them). */
   lockedBytes?: number
+  /** Of them, what is in RAM and locked now (/proc/self/smaps_rollup's Locked). */
+  lockedResidentBytes?: number
   lockError?: string
   /** Where the CLI serves its Prometheus metrics (--metrics), when it does. */
   metrics?: string
@@ -559,7 +570,7 @@ export interface DaemonHooks {
   watch: (options: WatchPressureOptions) => DaemonWatcher
   killAndReap: (target: Pidfd, options: KillAndReapOptions) => Promise<ReapReport>
   procRoot: string
-  lockMemory: () => number
+  lockMemory: (options: { onFault: boolean }) => number
 }
 
 /** What the daemon needs of a PressureWatcher. */
@@ -582,6 +593,7 @@ interface Settings {
   poll: boolean
   fillRateBytesPerSec: number
   lockMemory: boolean
+  lockAllCode: boolean
   killCgroup: UnitRanking | null
   signal: AbortSignal | undefined
   log: (line: DaemonLogLine) => void
@@ -699,6 +711,7 @@ function parseDaemonOptions(options: unknown): Settings {
         ? DEFAULT_FILL_RATE
         : validateByteAmount(raw.fillRateBytesPerSec, 'options.fillRateBytesPerSec', 1, false),
     lockMemory: raw.lockMemory === undefined || bool(raw.lockMemory, 'options.lockMemory'),
+    lockAllCode: bool(raw.lockAllCode, 'options.lockAllCode'),
     killCgroup: bool(raw.killCgroup, 'options.killCgroup') ? unitRanking(raw.killCgroupBy) : null,
     signal: raw.signal === undefined ? undefined : validateAbortSignal(raw.signal),
     log:
@@ -769,10 +782,14 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
   const minSwapFree = settings.minSwapFreeBytes ?? Math.floor((swapTotal * settings.minSwapFreePercent) / 100)
   const cgroupLine = (memory: CgroupMemory): number => Math.floor((memory.limit * settings.minAvailablePercent) / 100)
   cgroupProcesses(cgroup) // the cgroup must be readable now, not at the first event
-  let locked: { memoryLocked: boolean; lockedBytes?: number; lockError?: string } = { memoryLocked: false }
+  let locked: Pick<DaemonStartLine, 'memoryLocked' | 'lockMode' | 'lockedBytes' | 'lockedResidentBytes' | 'lockError'> = { memoryLocked: false }
   if (settings.lockMemory) {
+    const onFault = !settings.lockAllCode
     try {
-      locked = { memoryLocked: true, lockedBytes: (hooks?.lockMemory ?? lockMemory)() }
+      const lockedBytes = (hooks?.lockMemory ?? lockMemory)({ onFault })
+      // What is locked and in RAM (smaps_rollup's Locked; with onFault less than lockedBytes).
+      const resident = kibibyteField(readOptional(join(procRoot, 'self', 'smaps_rollup')) ?? '', 'Locked')
+      locked = { memoryLocked: true, lockMode: onFault ? 'onfault' : 'all', lockedBytes, ...(resident !== undefined && { lockedResidentBytes: resident }) }
     } catch (error) {
       locked = { memoryLocked: false, lockError: (error as Error).message }
     }

@@ -49,6 +49,7 @@ const DEFAULTS = {
   deadlineMs: 1000,
   dryRun: false,
   lockMemory: true,
+  lockAllCode: false,
   poll: true,
   fillRateBytesPerSec: undefined,
   killCgroup: false,
@@ -61,12 +62,12 @@ t.test('parseDaemonArgs: defaults, every option, and usage errors', async (t) =>
     parseDaemonArgs([
       '--cgroup', cgroup, '--cgroup-pressure', '--kind', 'full', '--stall', '0.5ms', '--window', '10s',
       '--min-available', '256M', '--max-kills', '1000', '--chunk', '4M', '--deadline', '250ms', '--dry-run', '--no-lock-memory',
-      '--no-poll', '--fill-rate', '1G',
+      '--no-poll', '--fill-rate', '1G', '--lock-all-code',
     ]),
     {
       ...DEFAULTS, cgroup, cgroupPressure: true, kind: 'full', stallUs: 500, windowUs: 10_000_000,
       minAvailableBytes: 256 * 2 ** 20, maxKills: 1000, chunkBytes: 4 * 2 ** 20, deadlineMs: 250, dryRun: true, lockMemory: false,
-      poll: false, fillRateBytesPerSec: 2 ** 30,
+      poll: false, fillRateBytesPerSec: 2 ** 30, lockAllCode: true,
     },
   )
   t.same(parseDaemonArgs(['--cgroup', cgroup, '--min-available', '12.5%']), { ...DEFAULTS, cgroup, minAvailablePercent: 12.5 })

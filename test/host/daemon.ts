@@ -600,21 +600,38 @@ t.test('it locks its memory first; a failure is logged and it runs on; lockMemor
   const proc = fakeProc(t, 1000 * MiB, 500 * MiB)
   const cgroup = fakeCgroup(t, [])
   const cases: [Partial<DaemonOptions>, () => number, Record<string, unknown>, number][] = [
-    [{}, () => 64 * MiB, { memoryLocked: true, lockedBytes: 64 * MiB }, 1],
+    [{}, () => 64 * MiB, { memoryLocked: true, lockMode: 'onfault', lockedBytes: 64 * MiB }, 1],
+    [{ lockAllCode: true }, () => 90 * MiB, { memoryLocked: true, lockMode: 'all', lockedBytes: 90 * MiB }, 1],
     [{ lockMemory: true }, () => { throw Object.assign(new Error('EPERM: operation not permitted, mlock'), { code: 'EPERM' }) }, { memoryLocked: false, lockError: 'EPERM: operation not permitted, mlock' }, 1],
     [{ lockMemory: false }, () => 0, { memoryLocked: false }, 0],
   ]
   for (const [options, lock, expected, calls] of cases) {
     let called = 0
-    const r = run({ cgroup, ...options }, { procRoot: proc.root, lockMemory: () => { called++; return lock() } })
+    const r = run({ cgroup, ...options }, {
+      procRoot: proc.root,
+      lockMemory: (how) => {
+        t.same(how, { onFault: !options.lockAllCode })
+        called++
+        return lock()
+      },
+    })
     await r.lineCount(1)
     t.match(r.lines[0], { event: 'start', ...expected }, JSON.stringify(options))
+    t.notOk('lockedResidentBytes' in r.lines[0], 'no smaps_rollup in the fake /proc: not said')
     if (!('lockError' in expected)) t.notOk('lockError' in r.lines[0])
     t.equal(called, calls, `lockMemory called ${calls} time(s)`)
     r.controller.abort('SIGTERM')
     t.match(await r.done, { reason: 'SIGTERM' })
   }
   await t.rejects(runPressureDaemon({ cgroup, lockMemory: 'yes' as unknown as boolean }), { code: 'ERR_INVALID_ARG_TYPE' })
+  await t.rejects(runPressureDaemon({ cgroup, lockAllCode: 1 as unknown as boolean }), { code: 'ERR_INVALID_ARG_TYPE', message: /options\.lockAllCode/ })
+  mkdirSync(join(proc.root, 'self'))
+  writeFileSync(join(proc.root, 'self', 'smaps_rollup'), 'Rss:    40960 kB\nLocked:    20480 kB\n')
+  const r = run({ cgroup }, { procRoot: proc.root, lockMemory: () => 64 * MiB })
+  await r.lineCount(1)
+  t.match(r.lines[0], { lockMode: 'onfault', lockedBytes: 64 * MiB, lockedResidentBytes: 20 * MiB }, 'what is locked and in RAM, from smaps_rollup')
+  r.controller.abort('SIGTERM')
+  await r.done
 })
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
