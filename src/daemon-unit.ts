@@ -143,8 +143,12 @@ export interface UnitKill {
   ranking: UnitRanking
   memoryBytes: number
   pressure: number | null
-  /** cgroup.kill, or a SIGKILL to each member through its pidfd (no cgroup.kill: before Linux 5.14, or cgroup v1). */
-  killedBy: 'cgroup.kill' | 'pidfd'
+  /**
+   * Whether cgroup.kill swept the unit once its members' reaping settled
+   * (false where there is none: before Linux 5.14, or cgroup v1): it kills
+   * what joined the unit after the pick.
+   */
+  cgroupKill: boolean
   /** The unit's memory.current right before the kill (null without one). */
   memoryAtKill: number | null
   /**
@@ -159,12 +163,21 @@ export interface UnitKill {
   bytesReaped: number
 }
 
+/** A member's failure as the line carries it: a system error's code and message, or an abort reason ('SIGTERM'). */
+function failure(error: unknown): { code?: string; message: string } {
+  if (!(error instanceof Error)) return { message: String(error) }
+  const { code } = error as Error & { code?: string }
+  return code === undefined ? { message: error.message } : { code, message: error.message }
+}
+
 /**
  * Kills the picked unit and reaps every member in parallel: `reap`
  * (killAndReap) on each member's pidfd with `options` (its chunkBytes bound
- * each call). With cgroup.kill the kernel's SIGKILL comes first and also
- * reaches processes that joined after the pick; each member's killAndReap
- * then finds it dying and reaps it. Closes the pidfds.
+ * each call), which kills it too (with the series, TRY_REAP_KILL kills and
+ * reaps in one call, before the member can run its exit). Then cgroup.kill
+ * sweeps the unit: a process that joined after the pick dies too. (The other
+ * way round, cgroup.kill first, members that can run free their memory in
+ * their own exit and the reaping finds nothing: ESRCH.) Closes the pidfds.
  */
 export async function killUnit(
   picked: PickedUnit,
@@ -175,32 +188,33 @@ export async function killUnit(
   const { unit } = picked
   const current = join(unit.cgroup, 'memory.current')
   const memoryAtKill = readNumber(current)
-  let killedBy: UnitKill['killedBy'] = 'pidfd'
   const started = performance.now()
-  try {
-    // r+: never create the file where the kernel has none.
-    writeFileSync(join(unit.cgroup, 'cgroup.kill'), '1', { flag: 'r+' })
-    killedBy = 'cgroup.kill'
-  } catch {
-    // No cgroup.kill (cgroup v1, before 5.14): killAndReap signals each member.
-  }
   let reapedMs = -1
   const reaps = Promise.all(
     picked.members.map(async ({ victim, pidfd }): Promise<MemberReap> => {
       const about = { pid: victim.pid, comm: victim.comm, rssBytes: victim.rssBytes }
+      let member: MemberReap
       try {
         const report = await reap(pidfd, options)
-        return { ...about, bytesReaped: report.bytesReaped, report }
+        member = { ...about, bytesReaped: report.bytesReaped, report }
       } catch (error) {
-        const { code, message } = error as Error & { code?: string }
-        return { ...about, bytesReaped: 0, error: code === undefined ? { message } : { code, message } }
-      } finally {
-        pidfd.close()
+        member = { ...about, bytesReaped: 0, error: failure(error) }
       }
+      pidfd.close()
+      return member
     }),
   ).then((members) => {
     reapedMs = performance.now() - started
     return members
+  })
+  const swept = reaps.then(() => {
+    try {
+      // r+: never create the file where the kernel has none.
+      writeFileSync(join(unit.cgroup, 'cgroup.kill'), '1', { flag: 'r+' })
+      return true
+    } catch {
+      return false // no cgroup.kill (cgroup v1, before 5.14)
+    }
   })
   let memoryBackMs: number | null = null
   if (memoryAtKill !== null) {
@@ -216,12 +230,13 @@ export async function killUnit(
     }
   }
   const members = await reaps
+  const cgroupKill = await swept
   return {
     cgroup: unit.cgroup,
     ranking,
     memoryBytes: unit.memoryBytes,
     pressure: unit.pressure,
-    killedBy,
+    cgroupKill,
     memoryAtKill,
     memoryBackMs,
     reapedMs,

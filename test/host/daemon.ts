@@ -349,6 +349,22 @@ t.test('MemAvailable back above the line stops the killing even with little reap
   t.match(await r.done, { reason: 'This operation was aborted', kills: 1 })
 })
 
+t.test('a victim picked again while it is still dying is said to be killed again', async (t) => {
+  const { victims: [a], proc, cgroup } = rankedSleepers(t, 60 * MiB, [900])
+  // The scripted kill leaves the victim in the cgroup with its memory: as a
+  // starved victim whose reaping reached the deadline.
+  const r = run({ cgroup, minAvailableBytes: 100 * MiB, maxKills: 1 }, { procRoot: proc.root, killAndReap: async (pidfd) => report(pidfd.pid, MiB) })
+  await r.lineCount(1)
+  r.watcher.fire()
+  await r.lineCount(2)
+  r.watcher.fire()
+  await r.lineCount(3)
+  t.match(r.lines.slice(1), [{ event: 'kill', victim: { pid: a.pid } }, { event: 'kill', victim: { pid: a.pid }, again: true }])
+  t.notOk('again' in r.lines[1], 'the first kill is no kill again')
+  r.controller.abort('SIGTERM')
+  t.match(await r.done, { kills: 2 })
+})
+
 t.test('maxKills, failed kills and dry runs', async (t) => {
   const victims = sleepers(t, 3)
   const proc = fakeProc(t, 1000 * MiB, 10 * MiB)
@@ -1184,7 +1200,7 @@ t.test('units: the pick opens a pidfd on each member still there, or takes the n
 const fakeMember = (pid: number, closed: number[]) =>
   ({ victim: { pid, comm: `m${pid}`, rssBytes: pid * PAGE }, pidfd: { pid, close: () => closed.push(pid) } }) as unknown as PickedVictim
 
-t.test('killUnit: cgroup.kill, every member reaped at once, bytes per member, the time until the memory is back', async (t) => {
+t.test('killUnit: every member killed and reaped at once, then cgroup.kill; bytes per member, the time until the memory is back', async (t) => {
   const cgroup = fakeUnits(t, { 'u.service': { pids: [11, 12, 13], current: 100 * MiB, kill: true } })
   const leaf = join(cgroup, 'u.service')
   const unit: UnitCandidate = { cgroup: leaf, memoryBytes: 100 * MiB, pressure: null, members: [] }
@@ -1196,7 +1212,7 @@ t.test('killUnit: cgroup.kill, every member reaped at once, bytes per member, th
     'memory',
     async (pidfd, options) => {
       t.match(options, { chunkBytes: MiB, deadlineMs: 1000 })
-      t.equal(readFileSync(join(leaf, 'cgroup.kill'), 'utf8'), '1', 'cgroup.kill came first')
+      t.equal(readFileSync(join(leaf, 'cgroup.kill'), 'utf8'), '', 'cgroup.kill comes after the members')
       most = Math.max(most, ++running)
       await new Promise((resolve) => setTimeout(resolve, 20))
       running--
@@ -1210,7 +1226,7 @@ t.test('killUnit: cgroup.kill, every member reaped at once, bytes per member, th
   t.match(result, {
     cgroup: leaf,
     ranking: 'memory',
-    killedBy: 'cgroup.kill',
+    cgroupKill: true,
     memoryAtKill: 100 * MiB,
     memoryBackMs: Number,
     reapedMs: Number,
@@ -1222,6 +1238,7 @@ t.test('killUnit: cgroup.kill, every member reaped at once, bytes per member, th
     bytesReaped: 24 * MiB,
   })
   t.notOk('report' in result.members[1])
+  t.equal(readFileSync(join(leaf, 'cgroup.kill'), 'utf8'), '1', 'then cgroup.kill swept the unit')
   t.same(closed.sort(), [11, 12, 13], 'every pidfd closed')
 })
 
@@ -1232,8 +1249,10 @@ t.test('killUnit: no cgroup.kill (each member by its pidfd), no memory.current, 
   const plain = await killUnit({ unit: unit('plain.service'), members: [fakeMember(21, closed)] }, 'pressure', async () => {
     throw new Error('no code')
   }, { deadlineMs: 50 })
-  t.match(plain, { killedBy: 'pidfd', ranking: 'pressure', memoryAtKill: null, memoryBackMs: null, members: [{ pid: 21, bytesReaped: 0, error: { message: 'no code' } }] })
+  t.match(plain, { cgroupKill: false, ranking: 'pressure', memoryAtKill: null, memoryBackMs: null, members: [{ pid: 21, bytesReaped: 0, error: { message: 'no code' } }] })
   t.notOk('code' in plain.members[0].error!)
+  const stopping = await killUnit({ unit: unit('plain.service'), members: [fakeMember(21, closed)] }, 'memory', () => Promise.reject('SIGTERM'), { deadlineMs: 50 })
+  t.same(stopping.members[0].error, { message: 'SIGTERM' }, 'an abort reason that is no Error: said as it is')
   t.notOk(existsSync(join(cgroup, 'plain.service', 'cgroup.kill')), 'no cgroup.kill file is made where there is none')
   const slow = await killUnit({ unit: unit('slow.service'), members: [fakeMember(22, closed)] }, 'memory', async (pidfd) => report(pidfd.pid, MiB), { deadlineMs: 30 })
   t.match(slow, { memoryAtKill: 50 * MiB, memoryBackMs: null, bytesReaped: MiB }, 'memory.current did not fall by the deadline')
@@ -1278,7 +1297,7 @@ t.test('the daemon with killCgroup: kills the unit that matters most, says what 
     event: 'kill',
     neededBytes: 40 * MiB,
     victim: { pid: b.pid },
-    unit: { cgroup: join(cgroup, 'big.service'), ranking: 'memory', killedBy: 'pidfd', memoryBytes: 500 * MiB, members: [{ pid: b.pid, bytesReaped: 30 * MiB }, { pid: a.pid, bytesReaped: 30 * MiB }] },
+    unit: { cgroup: join(cgroup, 'big.service'), ranking: 'memory', cgroupKill: false, memoryBytes: 500 * MiB, members: [{ pid: b.pid, bytesReaped: 30 * MiB }, { pid: a.pid, bytesReaped: 30 * MiB }] },
     bytesReaped: 60 * MiB,
     decision: 'wait',
     reason: 'enough memory back',
@@ -1293,6 +1312,12 @@ t.test('the daemon with killCgroup: kills the unit that matters most, says what 
   dry.watcher.fire()
   await dry.lineCount(2)
   t.match(dry.lines[1], { event: 'would-kill', victim: { pid: c.pid }, unit: { cgroup: join(cgroup, 'small.service'), ranking: 'pressure', pressure: 80, members: 1 }, reason: 'dry run: nothing killed' })
+  // The ranking is reused for a while (CANDIDATE_CACHE_MS), then made again: the pick stays.
+  dry.watcher.fire()
+  await sleep(1100)
+  dry.watcher.fire()
+  await dry.lineCount(4)
+  t.match(dry.lines.slice(2), [{ event: 'would-kill', unit: { cgroup: join(cgroup, 'small.service') } }, { event: 'would-kill', unit: { cgroup: join(cgroup, 'small.service') } }])
   dry.controller.abort('SIGTERM')
   await dry.done
 
