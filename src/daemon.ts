@@ -486,6 +486,12 @@ export interface DaemonWouldKillLine extends VictimFields {
 }
 
 interface KillOutcome {
+  /**
+   * Set when the victim was killed before and picked again: still dying and
+   * still holding memory (a starved victim whose reaping hit the deadline),
+   * so this kill only reaps more of it. No new process died.
+   */
+  again?: true
   bytesReaped: number
   memAvailableAfter: number
   /** The shortfall after the kill (0 when back above the lines). */
@@ -864,6 +870,9 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
     performance.now() - lastKill.at < settings.coolDownMs && shortfall(memory).neededBytes <= lastKill.neededAfter
   // Kills in a row after which the shortfall did not shrink, and what they reaped.
   const unhelpful = { kills: 0, bytesReaped: 0 }
+  // The victims killed so far, by identity (pid and start time).
+  const killed = new Set<string>()
+  const identity = (victim: VictimCandidate): string => `${victim.pid}:${victim.startTime}`
   let stopped = false
   let finish!: () => void
   const finished = new Promise<void>((resolve) => (finish = resolve))
@@ -955,6 +964,8 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
         }
       }
       const bytesReaped = 'unit' in outcome ? outcome.unit.bytesReaped : outcome.report.bytesReaped
+      const again = killed.has(identity(about.victim))
+      killed.add(identity(about.victim))
       summary.kills++
       memory = readMemory()
       const after = shortfall(memory)
@@ -971,6 +982,7 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
         ...about,
         event: 'kill',
         ...outcome,
+        ...(again && { again }),
         bytesReaped,
         memAvailableAfter: memory.memAvailable,
         neededBytesAfter: Math.max(0, after.neededBytes),
