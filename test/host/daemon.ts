@@ -1197,10 +1197,20 @@ t.test('units: the pick opens a pidfd on each member still there, or takes the n
   t.equal(pickUnitFrom(units.slice(0, 1), proc.root), null, 'none left: null')
 })
 
-const fakeMember = (pid: number, closed: number[]) =>
-  ({ victim: { pid, comm: `m${pid}`, rssBytes: pid * PAGE }, pidfd: { pid, close: () => closed.push(pid) } }) as unknown as PickedVictim
+const fakeMember = (pid: number, closed: number[], signalled: number[] = []) =>
+  ({
+    victim: { pid, comm: `m${pid}`, rssBytes: pid * PAGE },
+    pidfd: {
+      pid,
+      close: () => closed.push(pid),
+      sendSignal: (signal: string) => {
+        if (pid === 22) throw systemError(-3, 'pidfd_send_signal', pid) // gone already
+        if (signal === 'SIGKILL') signalled.push(pid)
+      },
+    },
+  }) as unknown as PickedVictim
 
-t.test('killUnit: every member killed and reaped at once, then cgroup.kill; bytes per member, the time until the memory is back', async (t) => {
+t.test('killUnit: cgroup.kill, then every member reaped at once; bytes per member, the time until the memory is back', async (t) => {
   const cgroup = fakeUnits(t, { 'u.service': { pids: [11, 12, 13], current: 100 * MiB, kill: true } })
   const leaf = join(cgroup, 'u.service')
   const unit: UnitCandidate = { cgroup: leaf, memoryBytes: 100 * MiB, pressure: null, members: [] }
@@ -1212,7 +1222,7 @@ t.test('killUnit: every member killed and reaped at once, then cgroup.kill; byte
     'memory',
     async (pidfd, options) => {
       t.match(options, { chunkBytes: MiB, deadlineMs: 1000 })
-      t.equal(readFileSync(join(leaf, 'cgroup.kill'), 'utf8'), '', 'cgroup.kill comes after the members')
+      t.equal(readFileSync(join(leaf, 'cgroup.kill'), 'utf8'), '1', 'cgroup.kill came first')
       most = Math.max(most, ++running)
       await new Promise((resolve) => setTimeout(resolve, 20))
       running--
@@ -1226,7 +1236,7 @@ t.test('killUnit: every member killed and reaped at once, then cgroup.kill; byte
   t.match(result, {
     cgroup: leaf,
     ranking: 'memory',
-    cgroupKill: true,
+    killedBy: 'cgroup.kill',
     memoryAtKill: 100 * MiB,
     memoryBackMs: Number,
     reapedMs: Number,
@@ -1238,7 +1248,6 @@ t.test('killUnit: every member killed and reaped at once, then cgroup.kill; byte
     bytesReaped: 24 * MiB,
   })
   t.notOk('report' in result.members[1])
-  t.equal(readFileSync(join(leaf, 'cgroup.kill'), 'utf8'), '1', 'then cgroup.kill swept the unit')
   t.same(closed.sort(), [11, 12, 13], 'every pidfd closed')
 })
 
@@ -1246,10 +1255,12 @@ t.test('killUnit: no cgroup.kill (each member by its pidfd), no memory.current, 
   const cgroup = fakeUnits(t, { 'plain.service': { pids: [21] }, 'slow.service': { pids: [22], current: 50 * MiB }, 'gone.service': { pids: [23], current: 50 * MiB } })
   const unit = (name: string): UnitCandidate => ({ cgroup: join(cgroup, name), memoryBytes: 0, pressure: null, members: [] })
   const closed: number[] = []
-  const plain = await killUnit({ unit: unit('plain.service'), members: [fakeMember(21, closed)] }, 'pressure', async () => {
+  const signalled: number[] = []
+  const plain = await killUnit({ unit: unit('plain.service'), members: [fakeMember(21, closed, signalled), fakeMember(22, closed, signalled)] }, 'pressure', async () => {
     throw new Error('no code')
   }, { deadlineMs: 50 })
-  t.match(plain, { cgroupKill: false, ranking: 'pressure', memoryAtKill: null, memoryBackMs: null, members: [{ pid: 21, bytesReaped: 0, error: { message: 'no code' } }] })
+  t.same(signalled, [21], 'no cgroup.kill: SIGKILL through each pidfd, a member gone already passed over')
+  t.match(plain, { killedBy: 'pidfd', ranking: 'pressure', memoryAtKill: null, memoryBackMs: null, members: [{ pid: 21, bytesReaped: 0, error: { message: 'no code' } }] })
   t.notOk('code' in plain.members[0].error!)
   const stopping = await killUnit({ unit: unit('plain.service'), members: [fakeMember(21, closed)] }, 'memory', () => Promise.reject('SIGTERM'), { deadlineMs: 50 })
   t.same(stopping.members[0].error, { message: 'SIGTERM' }, 'an abort reason that is no Error: said as it is')
@@ -1297,7 +1308,7 @@ t.test('the daemon with killCgroup: kills the unit that matters most, says what 
     event: 'kill',
     neededBytes: 40 * MiB,
     victim: { pid: b.pid },
-    unit: { cgroup: join(cgroup, 'big.service'), ranking: 'memory', cgroupKill: false, memoryBytes: 500 * MiB, members: [{ pid: b.pid, bytesReaped: 30 * MiB }, { pid: a.pid, bytesReaped: 30 * MiB }] },
+    unit: { cgroup: join(cgroup, 'big.service'), ranking: 'memory', killedBy: 'pidfd', memoryBytes: 500 * MiB, members: [{ pid: b.pid, bytesReaped: 30 * MiB }, { pid: a.pid, bytesReaped: 30 * MiB }] },
     bytesReaped: 60 * MiB,
     decision: 'wait',
     reason: 'enough memory back',
