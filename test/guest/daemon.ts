@@ -121,11 +121,12 @@ t.test('node examples/pressure-daemon.mjs does the same', { skip }, (t) =>
 
 // --kill-cgroup on a real unit: a parent group with two leaves, its memory.max
 // set just above what they hold, so that its headroom is under the line at
-// once. The daemon must kill the leaf with the most memory whole and reap its
-// members in parallel (TRY_REAP_KILL on each, then cgroup.kill): every member
-// dead, the unit's memory back (memory.current), each member reaped (some of
-// it: the rest its exit frees) and none of more than it had, the other leaf
-// untouched.
+// once. The daemon must kill the leaf with the most memory whole (cgroup.kill)
+// and reap its members in parallel: every member dead, the unit's memory back
+// (memory.current), no member reaped of more than it had, the other leaf
+// untouched. (These members can run their exit, and free their memory in it
+// at the same time as the reaping: what the reaping gets, from nothing (ESRCH)
+// to all, depends on who comes first.)
 t.test('--kill-cgroup kills the unit with the most memory and reaps every member at once', { skip }, async (t) => {
   const parent = join(CGROUP2, `pidfd-reap-daemon-${process.pid}-unit`)
   const control = join(CGROUP2, 'cgroup.subtree_control')
@@ -146,7 +147,6 @@ t.test('--kill-cgroup kills the unit with the most memory and reaps every member
   victims.push(web)
   const members = victims.slice(0, 4)
   const held = members.reduce((sum, v) => sum + v.heldBytes, 0)
-  const currentBefore = Number(readFileSync(join(unit, 'memory.current'), 'utf8'))
   // 24 MiB of headroom against a line of 20 % of the limit (about 60 MiB).
   writeFileSync(join(parent, 'memory.max'), String(Number(readFileSync(join(parent, 'memory.current'), 'utf8')) + 24 * MiB))
 
@@ -170,24 +170,23 @@ t.test('--kill-cgroup kills the unit with the most memory and reaps every member
   const killed = kill as unknown as {
     scope: string
     bytesReaped: number
-    unit: { cgroup: string; cgroupKill: boolean; memoryAtKill: number; memoryBackMs: number | null; reapedMs: number; members: { pid: number; rssBytes: number; bytesReaped: number; report?: { mechanism: string; killPath: string }; error?: { code: string } }[] }
+    unit: { cgroup: string; killedBy: string; memoryAtKill: number; memoryBackMs: number | null; reapedMs: number; members: { pid: number; rssBytes: number; bytesReaped: number; report?: { mechanism: string }; error?: { code: string } }[] }
   }
   t.equal(killed.scope, 'cgroup', "the cgroup's own line")
   t.equal(killed.unit.cgroup, unit, 'the leaf with the most memory')
-  t.equal(killed.unit.cgroupKill, true, 'cgroup.kill swept the unit after')
+  t.equal(killed.unit.killedBy, 'cgroup.kill')
   t.same(killed.unit.members.map((m) => m.pid).sort(), members.map((v) => v.pid).sort(), 'every member, and only them')
   await Promise.all(members.map((v) => v.gone))
   t.ok(members.every((v) => v.child.signalCode === 'SIGKILL'), 'every member died of SIGKILL')
   t.equal(web.child.exitCode ?? web.child.signalCode, null, 'the other unit lives')
   let sum = 0
   for (const member of killed.unit.members) {
-    t.match(member.report, { mechanism: 'try_reap', killPath: 'try_reap_kill' }, `member ${member.pid}: killed and reaped by TRY_REAP_KILL`)
-    t.ok(member.bytesReaped > 0 && member.bytesReaped <= member.rssBytes, `member ${member.pid}: ${Math.round(member.bytesReaped / MiB)} MiB reaped of its ${Math.round(member.rssBytes / MiB)} MiB`)
+    t.ok(member.report !== undefined || member.error?.code === 'ESRCH', `member ${member.pid}: reaped, or gone before its reaping started`)
+    t.ok(member.bytesReaped <= member.rssBytes, `member ${member.pid}: ${Math.round(member.bytesReaped / MiB)} MiB reaped of its ${Math.round(member.rssBytes / MiB)} MiB`)
     sum += member.bytesReaped
   }
   t.equal(killed.bytesReaped, sum, 'the line adds up its members')
-  t.ok(sum <= held, `${Math.round(sum / MiB)} MiB reaped in all, of ${Math.round(held / MiB)} MiB held`)
-  t.ok(killed.unit.memoryAtKill >= held * 0.9, `memory.current was ${Math.round(killed.unit.memoryAtKill / MiB)} MiB at the kill (${Math.round(currentBefore / MiB)} MiB at the start)`)
+  t.ok(killed.unit.memoryAtKill >= held * 0.9, `memory.current was ${Math.round(killed.unit.memoryAtKill / MiB)} MiB at the kill`)
   t.type(killed.unit.memoryBackMs, 'number', `the unit's memory was back ${killed.unit.memoryBackMs} ms after the kill (all reaped after ${Math.round(killed.unit.reapedMs)} ms)`)
   t.ok(Number(readFileSync(join(unit, 'memory.current'), 'utf8')) <= held / 10, "the unit's memory.current is down")
   daemon.kill('SIGTERM')
