@@ -108,7 +108,7 @@ class PidfdReap : public Napi::Addon<PidfdReap> {
   }
 
   Napi::Value LockMappedCodeJs(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), static_cast<double>(LockMappedCode()));
+    return Napi::Number::New(info.Env(), static_cast<double>(LockMappedCode(info.Length() > 0 && info[0].ToBoolean().Value())));
   }
 
   Napi::Value PollReadableJs(const Napi::CallbackInfo& info) {

@@ -76,7 +76,11 @@ long ProcessMrelease(int32_t pidfd) {
   return Result(syscall(__NR_process_mrelease, pidfd, 0));
 }
 
-int64_t LockMappedCode() {
+#ifndef MLOCK_ONFAULT
+#define MLOCK_ONFAULT 0x01
+#endif
+
+int64_t LockMappedCode(bool on_fault) {
   struct Mapping {
     uintptr_t start, end;
     char perms[5];
@@ -98,11 +102,22 @@ int64_t LockMappedCode() {
     mappings.push_back(std::move(m));
   }
   std::fclose(maps);
+  // This addon's own file (the mapping holding this function's code) is
+  // always locked whole: the kill path runs through it.
+  const uintptr_t self = reinterpret_cast<uintptr_t>(&LockMappedCode);
+  std::string own;
+  for (const Mapping& m : mappings) {
+    if (m.start <= self && self < m.end) own = m.path;
+  }
   int64_t locked = 0;
   for (size_t i = 0; i < mappings.size(); i++) {
     const Mapping& m = mappings[i];
     if (m.perms[0] != 'r' || !code_files.count(m.path)) continue;
-    if (mlock(reinterpret_cast<void*>(m.start), m.end - m.start) != 0) {
+    void* start = reinterpret_cast<void*>(m.start);
+    // MLOCK_ONFAULT: what is resident now, and each page once it is faulted
+    // in, stays; pages never used are neither read in nor locked.
+    long rc = on_fault && m.path != own ? syscall(__NR_mlock2, start, m.end - m.start, MLOCK_ONFAULT) : mlock(start, m.end - m.start);
+    if (rc != 0) {
       // All or nothing: a caller told "failed" must not be left holding
       // (under RLIMIT_MEMLOCK) megabytes it believes unlocked.
       int error = errno;

@@ -32,9 +32,12 @@ long ProcessMrelease(int32_t pidfd);
 // pressure a memory killer acts on cannot page its code out and stall it.
 // Anonymous memory is left alone: mlockall() would make V8's
 // madvise(MADV_DONTNEED) of its heap fail, which V8 treats as fatal.
-// Returns the bytes locked, or -errno of the first mlock() that failed,
-// after unlocking what it had locked.
-int64_t LockMappedCode();
+// With on_fault, mlock2(MLOCK_ONFAULT) instead, except for this addon's own
+// file: only the pages resident now and those faulted in later are locked,
+// not all of node's code. Returns the bytes of the mappings locked (as VmLck
+// counts them), or -errno of the first call that failed, after unlocking
+// what it had locked.
+int64_t LockMappedCode(bool on_fault);
 
 // -ENOSYS when the kernel did not confirm a syscall number (nr < 0): the
 // unpatched kernel may use any unconfirmed number for something else entirely.

@@ -72,7 +72,7 @@ export interface NativeBinding {
   tryReapAsync(pidfd: number, maxBytes: bigint, flags: number): Promise<number>
   processMrelease(pidfd: number): number
   processMreleaseAsync(pidfd: number): Promise<number>
-  lockMappedCode(): number
+  lockMappedCode(onFault: boolean): number
   /** 1 when readable (pidfd: the process exited), 0 if not, or -errno. */
   pollReadable(fd: number): number
   /** Calls back once when fd becomes readable; returns a watcher id (> 0) or -errno. */

@@ -8,6 +8,7 @@ import { asUsage, optional, UsageError } from './cli-usage'
 // cannot load (another OS, no prebuild for this Node), and a load failure is
 // one line instead of a stack trace.
 import type { DaemonOptions, DaemonSummary } from './daemon'
+import type { UnitRanking } from './daemon-unit'
 import type { ReapProgress, ReapReport } from './reaper'
 import type { Features } from './syscalls'
 import { formatBytes, formatDuration, parseDuration, parseSize } from './units'
@@ -28,7 +29,9 @@ export const USAGE = `Usage:
                     [--prefer REGEX] [--avoid REGEX] [--protect-user USER]...
                     [--protect-unit NAME]... [--chunk SIZE]
                     [--deadline DURATION] [--dry-run] [--no-lock-memory]
-                    [--no-poll] [--fill-rate SIZE] [--on-kill CMD]
+                    [--lock-all-code]
+                    [--no-poll] [--fill-rate SIZE] [--kill-cgroup]
+                    [--kill-cgroup-by memory|pressure] [--on-kill CMD]
                     [--metrics HOST:PORT]
   pidfd-reap daemon --version
 ${VM_USAGE}
@@ -94,12 +97,20 @@ Options of daemon:
   --deadline DURATION  stop reaping one victim after this long (default 1s)
   --dry-run            log the victim it would kill ("would-kill"), kill nothing
   --no-lock-memory     do not mlock() the daemon's code (by default it locks it
-                       in memory, so that the pressure cannot page it out)
+                       in memory, so that the pressure cannot page it out:
+                       the pages it has run and will run, and the addon)
+  --lock-all-code      lock every page of node's code, run or not (~90 MB)
   --no-poll            act on PSI events only; by default it also reads
                        MemAvailable every 100ms to 1s, as earlyoom does
   --fill-rate SIZE     the fastest memory is assumed to fill, per second: the
                        next check comes before it could reach the line
                        (default 6000M)
+  --kill-cgroup        kill a whole unit instead of one process: the leaf cgroup
+                       under --cgroup with the most memory, through cgroup.kill,
+                       every member reaped at once
+  --kill-cgroup-by memory|pressure
+                       ...or the one with the most memory pressure (default
+                       memory)
   --on-kill CMD        run CMD with /bin/sh after each kill (and each would-kill
                        of a dry run), not waited for; it gets PIDFD_REAP_EVENT,
                        _PID, _COMM, _CGROUP, _BYTES_REAPED and _LINE (the JSON)
@@ -157,7 +168,7 @@ export interface DaemonCommand
     Pick<
       DaemonOptions,
       | 'cgroup' | 'cgroupPressure' | 'kind' | 'stallUs' | 'windowUs' | 'maxKills' | 'coolDownMs' | 'maxUnhelpfulKills'
-      | 'protectUids' | 'protectUnits' | 'deadlineMs' | 'dryRun' | 'lockMemory' | 'poll'
+      | 'protectUids' | 'protectUnits' | 'deadlineMs' | 'dryRun' | 'lockMemory' | 'lockAllCode' | 'poll' | 'killCgroup'
     >
   > {
   command: 'daemon'
@@ -172,6 +183,7 @@ export interface DaemonCommand
   avoid?: RegExp
   chunkBytes?: number
   fillRateBytesPerSec?: number
+  killCgroupBy?: UnitRanking
 }
 
 type Command = KillCommand | DaemonCommand | VmCommand | { command: 'features'; json: boolean } | { command: 'help' } | { command: 'version' }
@@ -256,8 +268,11 @@ const DAEMON_OPTIONS = {
   deadline: { type: 'string', default: '1s' },
   'dry-run': { type: 'boolean', default: false },
   'no-lock-memory': { type: 'boolean', default: false },
+  'lock-all-code': { type: 'boolean', default: false },
   'no-poll': { type: 'boolean', default: false },
   'fill-rate': { type: 'string' },
+  'kill-cgroup': { type: 'boolean', default: false },
+  'kill-cgroup-by': { type: 'string' },
   'on-kill': { type: 'string' },
   metrics: { type: 'string' },
   config: { type: 'string' },
@@ -325,6 +340,11 @@ export function parseDaemonArgs(args: string[]): DaemonCommand | { command: 'hel
     throw new UsageError(`--stall must be more than 0 and at most the window (${values.window}); got '${values.stall}'`)
   }
   const protectUnits = values['protect-unit'] as string[]
+  const killCgroupBy = values['kill-cgroup-by'] as string | undefined
+  if (killCgroupBy !== undefined && killCgroupBy !== 'memory' && killCgroupBy !== 'pressure') {
+    throw new UsageError(`--kill-cgroup-by must be 'memory' or 'pressure'; got '${killCgroupBy}'`)
+  }
+  if (killCgroupBy !== undefined && !values['kill-cgroup']) throw new UsageError('--kill-cgroup-by needs --kill-cgroup')
   const badUnit = protectUnits.find((name) => name === '' || name.includes('/'))
   if (badUnit !== undefined) throw new UsageError(`--protect-unit must be a cgroup's name, without '/'; got '${badUnit}'`)
   return {
@@ -353,8 +373,11 @@ export function parseDaemonArgs(args: string[]): DaemonCommand | { command: 'hel
     deadlineMs: asUsage(() => parseDuration(values.deadline as string, '--deadline')),
     dryRun: values['dry-run'] as boolean,
     lockMemory: !(values['no-lock-memory'] as boolean),
+    lockAllCode: values['lock-all-code'] as boolean,
     poll: !(values['no-poll'] as boolean),
     fillRateBytesPerSec: optional(values['fill-rate'], (text) => positiveSize(text, '--fill-rate')),
+    killCgroup: values['kill-cgroup'] as boolean,
+    ...(killCgroupBy !== undefined && { killCgroupBy }),
     ...(onKill !== undefined && { onKill }),
     ...optional(values.metrics, (text) => ({ metrics: parseListenAddress(text) })),
   }

@@ -54,7 +54,8 @@ export class DaemonMetrics {
     if (line.event === 'kill') {
       this.#kills++
       this.#bytesReaped += line.bytesReaped
-      const seconds = line.report.elapsedMs / 1000
+      // A unit's members are reaped in parallel: the time until the last one settled.
+      const seconds = ('unit' in line ? line.unit.reapedMs : line.report.elapsedMs) / 1000
       this.#reapCount++
       this.#reapSum += seconds
       REAP_SECONDS_BUCKETS.forEach((bound, i) => {
@@ -87,6 +88,9 @@ export class DaemonMetrics {
     const status = readFileSync(join(this.#sources.procRoot, 'self', 'status'), 'utf8')
     metric('pidfd_reap_daemon_resident_bytes', 'gauge', "The daemon's own resident memory (VmRSS).", [[{}, kibibytes(status, 'VmRSS')]])
     metric('pidfd_reap_daemon_locked_bytes', 'gauge', "The daemon's own locked memory (VmLck).", [[{}, kibibytes(status, 'VmLck')]])
+    // With MLOCK_ONFAULT, VmLck counts whole mappings; smaps_rollup's Locked only what is in RAM.
+    const rollup = readQuietly(join(this.#sources.procRoot, 'self', 'smaps_rollup'))
+    if (rollup !== undefined) metric('pidfd_reap_daemon_locked_resident_bytes', 'gauge', "The daemon's own locked memory in RAM (smaps_rollup Locked).", [[{}, kibibytes(rollup, 'Locked')]])
     const vm = this.#sources.vmstat()
     if (vm) {
       metric('pidfd_reap_vm_reap_dying_total', 'counter', 'The series\' reap_dying_* events of /proc/vmstat.', Object.entries(vm).map(([event, n]) => [{ event }, n]))
@@ -97,6 +101,14 @@ export class DaemonMetrics {
 
 /** A "Name:   N kB" field in bytes, 0 when absent. */
 const kibibytes = (text: string, field: string): number => kibibyteField(text, field) ?? 0
+
+function readQuietly(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch {
+    return undefined // no smaps_rollup before Linux 4.14
+  }
+}
 
 /** Serves `metrics` on GET /metrics at host:port; resolves once listening, with its URL. */
 export async function serveMetrics(metrics: DaemonMetrics, host: string, port: number): Promise<{ server: Server; url: string }> {

@@ -17,6 +17,7 @@ import { invalidArgType, invalidArgValue, outOfRange } from './errors'
 import { Pidfd } from './pidfd'
 import { readPressureQuietly, watchPressure, type PressureReading, type PressureWatcher, type PressureKind, type WatchPressureOptions } from './psi'
 import { killAndReap, type KillAndReapOptions, type ReapReport } from './reaper'
+import { closeUnit, killUnit, listUnits, pickUnitFrom, type UnitCandidate, type UnitKill, type UnitRanking } from './daemon-unit'
 import { lockMemory } from './syscalls'
 import {
   validateAbortSignal,
@@ -365,6 +366,20 @@ export interface DaemonOptions {
    * memoryLocked and lockedBytes, or lockError; a failure does not stop it.
    */
   lockMemory?: boolean
+  /**
+   * Lock every page of node's code (mlock), as before 0.2 (default false):
+   * by default only the pages resident at the start and those faulted in
+   * later are locked (lockMemory({ onFault: true })), and the addon whole.
+   */
+  lockAllCode?: boolean
+  /**
+   * Kill a whole unit at each kill instead of one process (default false):
+   * the leaf cgroup under `cgroup` that matters most (killCgroupBy), through
+   * cgroup.kill, its members reaped in parallel (see listUnits, killUnit).
+   */
+  killCgroup?: boolean
+  /** Which unit matters most: 'memory' (memory.current, the default) or 'pressure' (memory.pressure some avg10, then memory). */
+  killCgroupBy?: UnitRanking
   /** Stops the daemon: no new kill starts, and a kill in progress stops reaping. */
   signal?: AbortSignal
   /** Gets each decision (default: one JSON line on stdout). */
@@ -415,10 +430,17 @@ export interface DaemonStartLine extends LineBase {
   poll: boolean
   fillRateBytesPerSec: number
   memoryLocked: boolean
+  /** 'onfault': the pages resident and those faulted in later (the default); 'all': every page of the code (lockAllCode). */
+  lockMode?: 'onfault' | 'all'
+  /** Bytes of the mappings locked (VmLck counts them). */
   lockedBytes?: number
+  /** Of them, what is in RAM and locked now (/proc/self/smaps_rollup's Locked). */
+  lockedResidentBytes?: number
   lockError?: string
   /** Where the CLI serves its Prometheus metrics (--metrics), when it does. */
   metrics?: string
+  /** With --kill-cgroup: how the unit to kill is picked. */
+  killCgroup?: UnitRanking
 }
 
 /** What every line about a wakeup says. */
@@ -448,19 +470,28 @@ export interface DaemonPressureLine extends LineBase, WakeupFields, Partial<Shor
   reason: WaitReason
 }
 
-interface VictimFields extends LineBase, WakeupFields, Shortfall {
+export interface VictimFields extends LineBase, WakeupFields, Shortfall {
   victim: VictimCandidate
 }
 
+/** The unit a --kill-cgroup kill picked, as a would-kill line names it. */
+export type UnitFields = Pick<UnitCandidate, 'cgroup' | 'memoryBytes' | 'pressure'> & { ranking: UnitRanking; members: number }
+
 export interface DaemonWouldKillLine extends VictimFields {
   event: 'would-kill'
+  /** With killCgroup: the unit it would kill (victim is its largest member). */
+  unit?: UnitFields
   decision: 'wait'
   reason: 'dry run: nothing killed'
 }
 
-export interface DaemonKillLine extends VictimFields {
-  event: 'kill'
-  report: ReapReport
+interface KillOutcome {
+  /**
+   * Set when the victim was killed before and picked again: still dying and
+   * still holding memory (a starved victim whose reaping hit the deadline),
+   * so this kill only reaps more of it. No new process died.
+   */
+  again?: true
   bytesReaped: number
   memAvailableAfter: number
   /** The shortfall after the kill (0 when back above the lines). */
@@ -469,6 +500,21 @@ export interface DaemonKillLine extends VictimFields {
   sinceEventMs: number
   decision: Decision
   reason: 'enough memory back' | 'not enough memory back' | 'stopping' | 'maxKills reached for this event' | 'kills are not helping'
+}
+
+export interface DaemonKillLine extends VictimFields, KillOutcome {
+  event: 'kill'
+  report: ReapReport
+}
+
+/**
+ * A --kill-cgroup kill: the whole unit. `victim` is its largest member;
+ * `unit` says how it was killed, what each member gave back and when the
+ * unit's memory was back; bytesReaped adds up the members'.
+ */
+export interface DaemonKillUnitLine extends VictimFields, KillOutcome {
+  event: 'kill'
+  unit: UnitKill
 }
 
 export interface DaemonKillFailedLine extends VictimFields {
@@ -496,6 +542,7 @@ export type DaemonLogLine =
   | DaemonPressureLine
   | DaemonWouldKillLine
   | DaemonKillLine
+  | DaemonKillUnitLine
   | DaemonKillFailedLine
   | DaemonErrorLine
   | DaemonStopLine
@@ -529,7 +576,7 @@ export interface DaemonHooks {
   watch: (options: WatchPressureOptions) => DaemonWatcher
   killAndReap: (target: Pidfd, options: KillAndReapOptions) => Promise<ReapReport>
   procRoot: string
-  lockMemory: () => number
+  lockMemory: (options: { onFault: boolean }) => number
 }
 
 /** What the daemon needs of a PressureWatcher. */
@@ -552,6 +599,8 @@ interface Settings {
   poll: boolean
   fillRateBytesPerSec: number
   lockMemory: boolean
+  lockAllCode: boolean
+  killCgroup: UnitRanking | null
   signal: AbortSignal | undefined
   log: (line: DaemonLogLine) => void
   onWakeup: (source: 'psi' | 'check') => void
@@ -611,6 +660,12 @@ function validateList<T>(value: unknown, name: string, check: (item: unknown) =>
 const isUid = (item: unknown): item is number => Number.isInteger(item) && (item as number) >= 0 && (item as number) <= 0xffffffff
 const isUnitName = (item: unknown): item is string => typeof item === 'string' && item !== '' && !item.includes('/')
 
+function unitRanking(value: unknown): UnitRanking {
+  if (value === undefined) return 'memory'
+  if (value !== 'memory' && value !== 'pressure') throw invalidArgValue('options.killCgroupBy', value, "must be 'memory' or 'pressure'")
+  return value
+}
+
 function parseDaemonOptions(options: unknown): Settings {
   const raw = validateOptions<DaemonOptions>(options)
   if (typeof raw.cgroup !== 'string' || raw.cgroup === '') throw invalidArgType('options.cgroup', 'a non-empty string', raw.cgroup)
@@ -662,6 +717,8 @@ function parseDaemonOptions(options: unknown): Settings {
         ? DEFAULT_FILL_RATE
         : validateByteAmount(raw.fillRateBytesPerSec, 'options.fillRateBytesPerSec', 1, false),
     lockMemory: raw.lockMemory === undefined || bool(raw.lockMemory, 'options.lockMemory'),
+    lockAllCode: bool(raw.lockAllCode, 'options.lockAllCode'),
+    killCgroup: bool(raw.killCgroup, 'options.killCgroup') ? unitRanking(raw.killCgroupBy) : null,
     signal: raw.signal === undefined ? undefined : validateAbortSignal(raw.signal),
     log:
       raw.log === undefined
@@ -731,10 +788,14 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
   const minSwapFree = settings.minSwapFreeBytes ?? Math.floor((swapTotal * settings.minSwapFreePercent) / 100)
   const cgroupLine = (memory: CgroupMemory): number => Math.floor((memory.limit * settings.minAvailablePercent) / 100)
   cgroupProcesses(cgroup) // the cgroup must be readable now, not at the first event
-  let locked: { memoryLocked: boolean; lockedBytes?: number; lockError?: string } = { memoryLocked: false }
+  let locked: Pick<DaemonStartLine, 'memoryLocked' | 'lockMode' | 'lockedBytes' | 'lockedResidentBytes' | 'lockError'> = { memoryLocked: false }
   if (settings.lockMemory) {
+    const onFault = !settings.lockAllCode
     try {
-      locked = { memoryLocked: true, lockedBytes: (hooks?.lockMemory ?? lockMemory)() }
+      const lockedBytes = (hooks?.lockMemory ?? lockMemory)({ onFault })
+      // What is locked and in RAM (smaps_rollup's Locked; with onFault less than lockedBytes).
+      const resident = kibibyteField(readOptional(join(procRoot, 'self', 'smaps_rollup')) ?? '', 'Locked')
+      locked = { memoryLocked: true, lockMode: onFault ? 'onfault' : 'all', lockedBytes, ...(resident !== undefined && { lockedResidentBytes: resident }) }
     } catch (error) {
       locked = { memoryLocked: false, lockError: (error as Error).message }
     }
@@ -776,6 +837,7 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
     poll: settings.poll,
     fillRateBytesPerSec: settings.fillRateBytesPerSec,
     ...locked,
+    ...(settings.killCgroup && { killCgroup: settings.killCgroup }),
   })
 
   const summary: DaemonSummary = { reason: '', events: 0, checks: 0, kills: 0 }
@@ -798,10 +860,19 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
     if (!ranked || at - ranked.at >= CANDIDATE_CACHE_MS) ranked = { at, candidates: listCandidates(cgroup, { procRoot, ...settings.victims }) }
     return ranked.candidates
   }
+  let rankedUnitList: { at: number; units: UnitCandidate[] } | undefined
+  const rankedUnits = (ranking: UnitRanking): UnitCandidate[] => {
+    const at = performance.now()
+    if (!rankedUnitList || at - rankedUnitList.at >= CANDIDATE_CACHE_MS) rankedUnitList = { at, units: listUnits(cgroup, { procRoot, ...settings.victims, ranking }) }
+    return rankedUnitList.units
+  }
   const coolingDown = (memory: MemorySnapshot): boolean =>
     performance.now() - lastKill.at < settings.coolDownMs && shortfall(memory).neededBytes <= lastKill.neededAfter
   // Kills in a row after which the shortfall did not shrink, and what they reaped.
   const unhelpful = { kills: 0, bytesReaped: 0 }
+  // The victims killed so far, by identity (pid and start time).
+  const killed = new Set<string>()
+  const identity = (victim: VictimCandidate): string => `${victim.pid}:${victim.startTime}`
   let stopped = false
   let finish!: () => void
   const finished = new Promise<void>((resolve) => (finish = resolve))
@@ -851,45 +922,68 @@ export async function runPressureDaemon(options: DaemonOptions, hooks?: Partial<
     let decision: Decision = 'kill-another'
     for (let kills = 1; decision === 'kill-another'; kills++) {
       const before = shortfall(memory)
-      const picked = pickFrom(rankedCandidates(), procRoot)
-      if (!picked) return wait('no victim in the cgroup')
-      const { victim, pidfd } = picked
-      const about = { time: now(), ...wakeupFields(), ...before, victim }
-      if (settings.dryRun) {
-        pidfd.close()
-        sayOnce(source, `dry run: ${victim.pid}`, { ...about, event: 'would-kill', decision: 'wait', reason: 'dry run: nothing killed' })
-        return
+      const reapOptions = { chunkBytes: settings.chunkBytes, deadlineMs: settings.deadlineMs, signal }
+      let outcome: { report: ReapReport } | { unit: UnitKill }
+      let about: VictimFields
+      if (settings.killCgroup) {
+        const ranking = settings.killCgroup
+        const picked = pickUnitFrom(rankedUnits(ranking), procRoot)
+        if (!picked) return wait('no victim in the cgroup')
+        const { cgroup: unitGroup, memoryBytes, pressure: unitPressure } = picked.unit
+        about = { time: now(), ...wakeupFields(), ...before, victim: picked.members[0].victim }
+        if (settings.dryRun) {
+          closeUnit(picked)
+          const unit = { cgroup: unitGroup, memoryBytes, pressure: unitPressure, ranking, members: picked.members.length }
+          sayOnce(source, `dry run: ${unitGroup}`, { ...about, event: 'would-kill', unit, decision: 'wait', reason: 'dry run: nothing killed' })
+          return
+        }
+        saidBelowLine = undefined
+        rankedUnitList = undefined // the unit is gone, or going: rank again
+        outcome = { unit: await killUnit(picked, ranking, reap, reapOptions) }
+      } else {
+        const picked = pickFrom(rankedCandidates(), procRoot)
+        if (!picked) return wait('no victim in the cgroup')
+        const { victim, pidfd } = picked
+        about = { time: now(), ...wakeupFields(), ...before, victim }
+        if (settings.dryRun) {
+          pidfd.close()
+          sayOnce(source, `dry run: ${victim.pid}`, { ...about, event: 'would-kill', decision: 'wait', reason: 'dry run: nothing killed' })
+          return
+        }
+        saidBelowLine = undefined
+        ranked = undefined // the victim is gone, or going: rank again
+        try {
+          outcome = { report: await reap(pidfd, reapOptions) }
+        } catch (error) {
+          // Stopping before the kill, or the victim exited before it (ESRCH).
+          decision = !stopped && kills < settings.maxKills ? 'kill-another' : 'wait'
+          log({ ...about, event: 'kill-failed', error: errorFields(error), decision })
+          continue
+        } finally {
+          pidfd.close()
+        }
       }
-      saidBelowLine = undefined
-      ranked = undefined // the victim is gone, or going: rank again
-      let report: ReapReport
-      try {
-        report = await reap(pidfd, { chunkBytes: settings.chunkBytes, deadlineMs: settings.deadlineMs, signal })
-      } catch (error) {
-        // Stopping before the kill, or the victim exited before it (ESRCH).
-        decision = !stopped && kills < settings.maxKills ? 'kill-another' : 'wait'
-        log({ ...about, event: 'kill-failed', error: errorFields(error), decision })
-        continue
-      } finally {
-        pidfd.close()
-      }
+      const bytesReaped = 'unit' in outcome ? outcome.unit.bytesReaped : outcome.report.bytesReaped
+      const again = killed.has(identity(about.victim))
+      killed.add(identity(about.victim))
       summary.kills++
       memory = readMemory()
       const after = shortfall(memory)
       lastKill = { at: performance.now(), neededAfter: after.neededBytes }
       if (after.neededBytes < before.neededBytes) Object.assign(unhelpful, { kills: 0, bytesReaped: 0 })
-      else Object.assign(unhelpful, { kills: unhelpful.kills + 1, bytesReaped: unhelpful.bytesReaped + report.bytesReaped })
+      else Object.assign(unhelpful, { kills: unhelpful.kills + 1, bytesReaped: unhelpful.bytesReaped + bytesReaped })
       // The bytes came back to nobody: killing more of the cgroup would not help.
       const useless = unhelpful.kills >= settings.maxUnhelpfulKills
       // Enough when the reaped bytes cover what was needed, or memory is back
       // above the lines (the exit freed the rest, or someone else did).
-      const enough = report.bytesReaped >= before.neededBytes || after.neededBytes <= 0
+      const enough = bytesReaped >= before.neededBytes || after.neededBytes <= 0
       decision = !enough && !useless && kills < settings.maxKills && !stopped ? 'kill-another' : 'wait'
       log({
         ...about,
         event: 'kill',
-        report,
-        bytesReaped: report.bytesReaped,
+        ...outcome,
+        ...(again && { again }),
+        bytesReaped,
         memAvailableAfter: memory.memAvailable,
         neededBytesAfter: Math.max(0, after.neededBytes),
         sinceEventMs: performance.now() - started,

@@ -27,6 +27,7 @@ export {
   lockMemory,
   readRssBytes,
   type Features,
+  type LockMemoryOptions,
   type ReapDyingFeature,
   type ReapDyingStats,
   type ShrinkerFeature,

@@ -2,8 +2,8 @@
 // results into Node-style errors, plus feature detection and /proc reading.
 import { readFileSync } from 'node:fs'
 import { native } from './binding'
-import { describeErrno, errno, reapUnavailableError, systemError } from './errors'
-import { validateFd, validateFlags, validateMaxBytes, validatePid, validateSignal } from './validate'
+import { describeErrno, errno, invalidArgType, reapUnavailableError, systemError } from './errors'
+import { validateFd, validateFlags, validateMaxBytes, validateOptions, validatePid, validateSignal } from './validate'
 
 export const constants = {
   /** pidfd_open flag: the pidfd is non-blocking (O_NONBLOCK). */
@@ -168,6 +168,16 @@ export function processMrelease(pidfd: number): void {
   check(native.processMrelease(validateFd(pidfd)), 'process_mrelease')
 }
 
+export interface LockMemoryOptions {
+  /**
+   * Lock only what is resident now and what is faulted in later
+   * (mlock2(MLOCK_ONFAULT), as earlyoom's mlockall(MCL_ONFAULT)), not every
+   * page of node's code; the addon's own file is still locked whole
+   * (default false).
+   */
+  onFault?: boolean
+}
+
 /**
  * Locks the code this process runs into RAM: mlock() of every mapping of
  * the files it has an executable mapping of (node, its shared libraries,
@@ -176,12 +186,15 @@ export function processMrelease(pidfd: number): void {
  * stalls when it is needed most (lmkd and earlyoom lock themselves too).
  * Anonymous memory stays unlocked: mlockall() would make V8's
  * madvise(MADV_DONTNEED) of its heap fail, which V8 treats as fatal.
- * Returns the bytes locked. Needs CAP_IPC_LOCK or a large enough
+ * Returns the bytes of the mappings locked (what VmLck counts; with onFault
+ * only their resident part is in RAM). Needs CAP_IPC_LOCK or a large enough
  * RLIMIT_MEMLOCK; throws the system error (EPERM, ENOMEM) otherwise, and
  * then nothing stays locked (what it had locked is unlocked again).
  */
-export function lockMemory(): number {
-  return check(native.lockMappedCode(), 'mlock')
+export function lockMemory(options?: LockMemoryOptions): number {
+  const { onFault } = validateOptions<LockMemoryOptions>(options)
+  if (onFault !== undefined && typeof onFault !== 'boolean') throw invalidArgType('options.onFault', 'of type boolean', onFault)
+  return check(native.lockMappedCode(onFault === true), onFault ? 'mlock2' : 'mlock')
 }
 
 /** Like processMrelease, on a thread of its own, not the libuv pool: it may wait seconds for the victim's mmap_lock. */

@@ -18,7 +18,7 @@
 // Imports nothing from src/: the benchmark runs this compiled, next to the
 // built package.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -134,6 +134,10 @@ export interface HogOptions {
    */
   filePath?: string
   uid?: number
+  /** Start it in this cgroup (v2 directory): it joins before it allocates anything. */
+  cgroup?: string
+  /** Run it under this command name (/proc/<pid>/comm, what earlyoom's --prefer/--avoid match): through a symlink so named. */
+  name?: string
 }
 
 /** The hog command line for these options. */
@@ -150,10 +154,30 @@ export function hogArgs(options: HogOptions): string[] {
   return args
 }
 
+/** `exe` under the command name `name` (a symlink beside it), or `exe` itself. */
+function named(exe: string, name: string | undefined): string {
+  if (name === undefined || name === exe.replace(/^.*\//, '')) return exe
+  if (!/^[\w.-]{1,15}$/.test(name)) throw new RangeError(`bad command name '${name}'`)
+  const link = join(dirname(exe), name)
+  if (!existsSync(link)) symlinkSync(exe, link)
+  return link
+}
+
+/**
+ * Spawns `exe args` (stdout piped), first moved into `cgroup` if given: a
+ * shell joins the cgroup, then becomes the program, which so allocates
+ * nothing outside it.
+ */
+function spawnIn(exe: string, args: string[], cgroup: string | undefined, extra: { uid?: number } = {}): ChildProcess {
+  const options = { stdio: ['ignore', 'pipe', 'inherit'] as ['ignore', 'pipe', 'inherit'], ...extra }
+  if (cgroup === undefined) return spawn(exe, args, options)
+  return spawn('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, exe, ...args], options)
+}
+
 /** Starts a victim holding touched memory; resolves once it is ready. */
 export function startVictim(options: HogOptions): Promise<Victim> {
   const spawnOptions = options.uid === undefined ? {} : { uid: options.uid }
-  const child = spawn(fixtures().hog, hogArgs(options), { stdio: ['ignore', 'pipe', 'inherit'], ...spawnOptions })
+  const child = spawnIn(named(fixtures().hog, options.name), hogArgs(options), options.cgroup, spawnOptions)
   const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   return new Promise((resolve, reject) => {
     child.once('error', reject)
@@ -176,6 +200,43 @@ export function startHog(mib: number, args: string[] = [], options: { uid?: numb
     mprotect: args.includes('--mprotect'),
     ...options,
   })
+}
+
+/** A process that grows (test/fixtures/grow.c), started by startGrower. */
+export interface Grower {
+  child: ChildProcess
+  pid: number
+  /** Resolves with the MiB held once it stopped growing (never, if killed first). */
+  held: Promise<number>
+  gone: Promise<void>
+}
+
+export interface GrowerOptions {
+  /** MiB allocated (and touched) at each step... */
+  stepMiB: number
+  /** ...every this many milliseconds... */
+  intervalMs: number
+  /** ...up to this many MiB (0: no limit). */
+  maxMiB: number
+  /** Start it in this cgroup (it joins before it allocates anything). */
+  cgroup?: string
+  /** Its command name (default 'grow'). */
+  name?: string
+}
+
+/** Starts a child that allocates `stepMiB` every `intervalMs` up to `maxMiB`; resolves once it runs. */
+export async function startGrower(options: GrowerOptions): Promise<Grower> {
+  const exe = named(compileC(join(projectRoot(), 'test', 'fixtures', 'grow.c')), options.name)
+  const child = spawnIn(exe, [String(options.stepMiB), String(options.intervalMs), String(options.maxMiB)], options.cgroup)
+  const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const lines = createInterface({ input: child.stdout! })
+  const ready = new Promise<number>((resolve, reject) => {
+    child.once('exit', (code, signal) => reject(new Error(`grow exited early: ${code ?? signal}`)))
+    lines.once('line', (line) => resolve(Number(/^ready (\d+)$/.exec(line)?.[1])))
+  })
+  const held = new Promise<number>((resolve) => lines.on('line', (line) => line.startsWith('held ') && resolve(Number(line.slice(5)))))
+  const pid = await ready
+  return { child, pid, held, gone }
 }
 
 /** A plain `sleep` child: a live process we own that holds no special memory. */

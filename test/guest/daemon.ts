@@ -21,47 +21,21 @@
 // the memory of a machine others use. The guest config has PSI and the
 // guest mounts cgroup v2: without either it fails, it does not skip.
 import t, { type Test } from 'tap'
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { MiB, compileC, killQuietly, meminfo, projectRoot, removeCgroupDir, startBystander } from '../../victims'
+import { MiB, killQuietly, meminfo, projectRoot, removeCgroupDir, startBystander, startGrower, startVictim, type Victim } from '../../victims'
 
 const PSI = '/proc/pressure/memory'
 const CGROUP2 = '/sys/fs/cgroup'
 const BIN = join(projectRoot(), 'bin', 'pidfd-reap')
-const GROW = join(projectRoot(), 'test', 'fixtures', 'grow.c')
 const EXAMPLE = join(projectRoot(), 'examples', 'pressure-daemon.mjs')
 
 const skip = process.env.PIDFD_REAP_VM === '1' ? false : 'runs only in the QEMU guest (PIDFD_REAP_VM=1): it exhausts the memory of the machine it runs on'
 
 const vmstat = (name: string): number => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(readFileSync('/proc/vmstat', 'utf8'))?.[1] ?? NaN)
 const oomReports = (): number => execFileSync('dmesg', { encoding: 'utf8' }).split('\n').filter((line) => line.includes('invoked oom-killer')).length
-
-interface Grower {
-  child: ChildProcess
-  pid: number
-  /** Resolves with the MiB held once it stopped growing (never, if killed first). */
-  held: Promise<number>
-  gone: Promise<void>
-}
-
-/** Starts a child that allocates `stepMiB` every `intervalMs` up to `maxMiB`, in the cgroup. */
-async function startGrower(exe: string, cgroup: string, stepMiB: number, intervalMs: number, maxMiB: number): Promise<Grower> {
-  // The shell joins the cgroup, then becomes the grower: it allocates nothing before.
-  const child = spawn('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, exe, String(stepMiB), String(intervalMs), String(maxMiB)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  const lines = createInterface({ input: child.stdout! })
-  const ready = new Promise<number>((resolve, reject) => {
-    child.once('exit', (code, signal) => reject(new Error(`grow exited early: ${code ?? signal}`)))
-    lines.once('line', (line) => resolve(Number(/^ready (\d+)$/.exec(line)?.[1])))
-  })
-  const held = new Promise<number>((resolve) => lines.on('line', (line) => line.startsWith('held ') && resolve(Number(line.slice(5)))))
-  const pid = await ready
-  return { child, pid, held, gone }
-}
 
 /**
  * The workload against a daemon started with `daemonArgv` (its JSON lines on
@@ -73,7 +47,6 @@ async function overcommit(t: Test, name: string, daemonArgv: (group: string, min
   const group = join(CGROUP2, `pidfd-reap-daemon-${process.pid}-${name}`)
   mkdirSync(group)
   t.teardown(() => removeCgroupDir(group, 1000))
-  const exe = compileC(GROW)
   const bystander = startBystander()
   t.teardown(() => killQuietly(bystander))
 
@@ -101,7 +74,7 @@ async function overcommit(t: Test, name: string, daemonArgv: (group: string, min
     })
   })
 
-  const workload = await Promise.all(Array.from({ length: growers }, () => startGrower(exe, group, 16, 20, eachMiB)))
+  const workload = await Promise.all(Array.from({ length: growers }, () => startGrower({ cgroup: group, stepMiB: 16, intervalMs: 20, maxMiB: eachMiB })))
   t.teardown(() => Promise.all(workload.map(async (g) => (g.child.kill('SIGKILL'), await g.gone))))
   const pids = workload.map((g) => g.pid)
   // Each grower ends killed or holding its share; then the guest is calm.
@@ -188,7 +161,7 @@ t.test('a PSI event wakes the daemon: a cgroup held at its memory.high, --cgroup
   })
   t.match(lines[0], { event: 'start', path: pressure(group), poll: false }, 'it watches the group\'s memory.pressure, and nothing else')
 
-  const grower = await startGrower(compileC(GROW), group, 4, 20, 4 * highMiB)
+  const grower = await startGrower({ cgroup: group, stepMiB: 4, intervalMs: 20, maxMiB: 4 * highMiB })
   t.teardown(async () => (grower.child.kill('SIGKILL'), await grower.gone))
   // Throttled at memory.high it still ends holding its 128 MiB if nothing
   // kills it: then the daemon was never woken, and the test fails below.
@@ -206,4 +179,78 @@ t.test('a PSI event wakes the daemon: a cgroup held at its memory.high, --cgroup
   t.match(lines.at(-1), { event: 'stop', reason: 'SIGTERM', checks: 0, kills: 1 })
   t.ok((lines.at(-1)!.events as number) >= 1, `${lines.at(-1)!.events as number} PSI event(s)`)
   t.equal(vmstat('oom_kill'), oomKillsBefore, 'no memcg OOM kill: memory.max was never reached')
+})
+
+// --kill-cgroup on a real unit: a parent group with two leaves, its memory.max
+// set just above what they hold, so that its headroom is under the line at
+// once. The daemon must kill the leaf with the most memory whole (cgroup.kill)
+// and reap its members in parallel: every member dead, the unit's memory back
+// (memory.current), no member reaped of more than it had, the other leaf
+// untouched. (These members can run their exit, and free their memory in it
+// at the same time as the reaping: what the reaping gets, from nothing (ESRCH)
+// to all, depends on who comes first.)
+t.test('--kill-cgroup kills the unit with the most memory and reaps every member at once', { skip }, async (t) => {
+  const parent = join(CGROUP2, `pidfd-reap-daemon-${process.pid}-unit`)
+  const control = join(CGROUP2, 'cgroup.subtree_control')
+  if (!readFileSync(control, 'utf8').split(/\s+/).includes('memory')) writeFileSync(control, '+memory')
+  mkdirSync(parent)
+  writeFileSync(join(parent, 'cgroup.subtree_control'), '+memory')
+  const unit = join(parent, 'batch.service')
+  const other = join(parent, 'web.service')
+  mkdirSync(unit)
+  mkdirSync(other)
+  const victims: Victim[] = []
+  t.teardown(async () => {
+    await Promise.all(victims.map(killQuietly))
+    for (const dir of [unit, other, parent]) await removeCgroupDir(dir, 1000)
+  })
+  for (let i = 0; i < 4; i++) victims.push(await startVictim({ memory: 64, cgroup: unit }))
+  const web = await startVictim({ memory: 16, cgroup: other })
+  victims.push(web)
+  const members = victims.slice(0, 4)
+  const held = members.reduce((sum, v) => sum + v.heldBytes, 0)
+  // 24 MiB of headroom against a line of 20 % of the limit (about 60 MiB).
+  writeFileSync(join(parent, 'memory.max'), String(Number(readFileSync(join(parent, 'memory.current'), 'utf8')) + 24 * MiB))
+
+  const daemon = spawn(process.execPath, [BIN, 'daemon', '--cgroup', parent, '--kill-cgroup', '--min-available', '20%', '--deadline', '5s'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const daemonExit = new Promise<number | null>((resolve) => daemon.once('exit', (code) => resolve(code)))
+  t.teardown(() => daemon.kill('SIGKILL'))
+  const lines: Record<string, unknown>[] = []
+  const kill = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no kill line within 120 s')), 120_000)
+    daemon.once('exit', (code) => reject(new Error(`the daemon exited: ${code}`)))
+    createInterface({ input: daemon.stdout! }).on('line', (line) => {
+      t.comment(`daemon: ${line}`)
+      lines.push(JSON.parse(line))
+      if (lines.at(-1)!.event === 'kill') {
+        clearTimeout(timer)
+        resolve(lines.at(-1)!)
+      }
+    })
+  })
+  t.match(lines[0], { event: 'start', killCgroup: 'memory' })
+  const killed = kill as unknown as {
+    scope: string
+    bytesReaped: number
+    unit: { cgroup: string; killedBy: string; memoryAtKill: number; memoryBackMs: number | null; reapedMs: number; members: { pid: number; rssBytes: number; bytesReaped: number; report?: { mechanism: string }; error?: { code: string } }[] }
+  }
+  t.equal(killed.scope, 'cgroup', "the cgroup's own line")
+  t.equal(killed.unit.cgroup, unit, 'the leaf with the most memory')
+  t.equal(killed.unit.killedBy, 'cgroup.kill')
+  t.same(killed.unit.members.map((m) => m.pid).sort(), members.map((v) => v.pid).sort(), 'every member, and only them')
+  await Promise.all(members.map((v) => v.gone))
+  t.ok(members.every((v) => v.child.signalCode === 'SIGKILL'), 'every member died of SIGKILL')
+  t.equal(web.child.exitCode ?? web.child.signalCode, null, 'the other unit lives')
+  let sum = 0
+  for (const member of killed.unit.members) {
+    t.ok(member.report !== undefined || member.error?.code === 'ESRCH', `member ${member.pid}: reaped, or gone before its reaping started`)
+    t.ok(member.bytesReaped <= member.rssBytes, `member ${member.pid}: ${Math.round(member.bytesReaped / MiB)} MiB reaped of its ${Math.round(member.rssBytes / MiB)} MiB`)
+    sum += member.bytesReaped
+  }
+  t.equal(killed.bytesReaped, sum, 'the line adds up its members')
+  t.ok(killed.unit.memoryAtKill >= held * 0.9, `memory.current was ${Math.round(killed.unit.memoryAtKill / MiB)} MiB at the kill`)
+  t.type(killed.unit.memoryBackMs, 'number', `the unit's memory was back ${killed.unit.memoryBackMs} ms after the kill (all reaped after ${Math.round(killed.unit.reapedMs)} ms)`)
+  t.ok(Number(readFileSync(join(unit, 'memory.current'), 'utf8')) <= held / 10, "the unit's memory.current is down")
+  daemon.kill('SIGTERM')
+  t.equal(await daemonExit, 0)
 })

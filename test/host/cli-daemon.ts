@@ -49,8 +49,10 @@ const DEFAULTS = {
   deadlineMs: 1000,
   dryRun: false,
   lockMemory: true,
+  lockAllCode: false,
   poll: true,
   fillRateBytesPerSec: undefined,
+  killCgroup: false,
 }
 
 t.test('parseDaemonArgs: defaults, every option, and usage errors', async (t) => {
@@ -60,12 +62,12 @@ t.test('parseDaemonArgs: defaults, every option, and usage errors', async (t) =>
     parseDaemonArgs([
       '--cgroup', cgroup, '--cgroup-pressure', '--kind', 'full', '--stall', '0.5ms', '--window', '10s',
       '--min-available', '256M', '--max-kills', '1000', '--chunk', '4M', '--deadline', '250ms', '--dry-run', '--no-lock-memory',
-      '--no-poll', '--fill-rate', '1G',
+      '--no-poll', '--fill-rate', '1G', '--lock-all-code',
     ]),
     {
       ...DEFAULTS, cgroup, cgroupPressure: true, kind: 'full', stallUs: 500, windowUs: 10_000_000,
       minAvailableBytes: 256 * 2 ** 20, maxKills: 1000, chunkBytes: 4 * 2 ** 20, deadlineMs: 250, dryRun: true, lockMemory: false,
-      poll: false, fillRateBytesPerSec: 2 ** 30,
+      poll: false, fillRateBytesPerSec: 2 ** 30, lockAllCode: true,
     },
   )
   t.same(parseDaemonArgs(['--cgroup', cgroup, '--min-available', '12.5%']), { ...DEFAULTS, cgroup, minAvailablePercent: 12.5 })
@@ -79,6 +81,8 @@ t.test('parseDaemonArgs: defaults, every option, and usage errors', async (t) =>
       protectUids: [0, 1000], protectUnits: ['sshd.service', 'init.scope'],
     },
   )
+  t.same(parseDaemonArgs(['--cgroup', cgroup, '--kill-cgroup']), { ...DEFAULTS, cgroup, killCgroup: true })
+  t.same(parseDaemonArgs(['--cgroup', cgroup, '--kill-cgroup', '--kill-cgroup-by', 'pressure']), { ...DEFAULTS, cgroup, killCgroup: true, killCgroupBy: 'pressure' })
   t.same(parseDaemonArgs(['--cgroup', cgroup, '--min-swap-free', '256M']), { ...DEFAULTS, cgroup, minSwapFreeBytes: 256 * 2 ** 20 })
   t.same(parseDaemonArgs(['--cgroup', cgroup, '--window', '500ms', '--stall', '500ms']), { ...DEFAULTS, cgroup, windowUs: 500_000, stallUs: 500_000 })
   t.same(parseCommand(['daemon', '--help']), { command: 'help' })
@@ -117,6 +121,8 @@ t.test('parseDaemonArgs: defaults, every option, and usage errors', async (t) =>
     [['--cgroup', cgroup, '--protect-unit', 'system.slice/sshd.service'], /^--protect-unit must be a cgroup's name, without '\/'; got 'system.slice\/sshd.service'$/],
     [['--cgroup', cgroup, '--protect-unit', ''], /^--protect-unit must be a cgroup's name/],
     [['--cgroup'], /argument missing/],
+    [['--cgroup', cgroup, '--kill-cgroup', '--kill-cgroup-by', 'size'], /^--kill-cgroup-by must be 'memory' or 'pressure'; got 'size'$/],
+    [['--cgroup', cgroup, '--kill-cgroup-by', 'memory'], /^--kill-cgroup-by needs --kill-cgroup$/],
   ]
   for (const [argv, message] of usage) t.throws(() => parseDaemonArgs(argv), { constructor: UsageError, message }, argv.join(' '))
 })

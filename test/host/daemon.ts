@@ -6,7 +6,7 @@
 // made to give. Nothing outside the test's own processes is ever signalled.
 import t, { type Test } from 'tap'
 import { EventEmitter } from 'node:events'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
@@ -25,7 +25,9 @@ import {
   type DaemonLogLine,
   type DaemonOptions,
   type DaemonWatcher,
+  type PickedVictim,
 } from '../../src/daemon'
+import { closeUnit, killUnit, leafCgroups, listUnits, pickUnitFrom, type UnitCandidate } from '../../src/daemon-unit'
 import { systemError } from '../../src/errors'
 import { pathError, type PressureEvent, type WatchPressureOptions } from '../../src/psi'
 import type { KillAndReapOptions, ReapReport } from '../../src/reaper'
@@ -347,6 +349,22 @@ t.test('MemAvailable back above the line stops the killing even with little reap
   t.match(await r.done, { reason: 'This operation was aborted', kills: 1 })
 })
 
+t.test('a victim picked again while it is still dying is said to be killed again', async (t) => {
+  const { victims: [a], proc, cgroup } = rankedSleepers(t, 60 * MiB, [900])
+  // The scripted kill leaves the victim in the cgroup with its memory: as a
+  // starved victim whose reaping reached the deadline.
+  const r = run({ cgroup, minAvailableBytes: 100 * MiB, maxKills: 1 }, { procRoot: proc.root, killAndReap: async (pidfd) => report(pidfd.pid, MiB) })
+  await r.lineCount(1)
+  r.watcher.fire()
+  await r.lineCount(2)
+  r.watcher.fire()
+  await r.lineCount(3)
+  t.match(r.lines.slice(1), [{ event: 'kill', victim: { pid: a.pid } }, { event: 'kill', victim: { pid: a.pid }, again: true }])
+  t.notOk('again' in r.lines[1], 'the first kill is no kill again')
+  r.controller.abort('SIGTERM')
+  t.match(await r.done, { kills: 2 })
+})
+
 t.test('maxKills, failed kills and dry runs', async (t) => {
   const victims = sleepers(t, 3)
   const proc = fakeProc(t, 1000 * MiB, 10 * MiB)
@@ -598,21 +616,38 @@ t.test('it locks its memory first; a failure is logged and it runs on; lockMemor
   const proc = fakeProc(t, 1000 * MiB, 500 * MiB)
   const cgroup = fakeCgroup(t, [])
   const cases: [Partial<DaemonOptions>, () => number, Record<string, unknown>, number][] = [
-    [{}, () => 64 * MiB, { memoryLocked: true, lockedBytes: 64 * MiB }, 1],
+    [{}, () => 64 * MiB, { memoryLocked: true, lockMode: 'onfault', lockedBytes: 64 * MiB }, 1],
+    [{ lockAllCode: true }, () => 90 * MiB, { memoryLocked: true, lockMode: 'all', lockedBytes: 90 * MiB }, 1],
     [{ lockMemory: true }, () => { throw Object.assign(new Error('EPERM: operation not permitted, mlock'), { code: 'EPERM' }) }, { memoryLocked: false, lockError: 'EPERM: operation not permitted, mlock' }, 1],
     [{ lockMemory: false }, () => 0, { memoryLocked: false }, 0],
   ]
   for (const [options, lock, expected, calls] of cases) {
     let called = 0
-    const r = run({ cgroup, ...options }, { procRoot: proc.root, lockMemory: () => { called++; return lock() } })
+    const r = run({ cgroup, ...options }, {
+      procRoot: proc.root,
+      lockMemory: (how) => {
+        t.same(how, { onFault: !options.lockAllCode })
+        called++
+        return lock()
+      },
+    })
     await r.lineCount(1)
     t.match(r.lines[0], { event: 'start', ...expected }, JSON.stringify(options))
+    t.notOk('lockedResidentBytes' in r.lines[0], 'no smaps_rollup in the fake /proc: not said')
     if (!('lockError' in expected)) t.notOk('lockError' in r.lines[0])
     t.equal(called, calls, `lockMemory called ${calls} time(s)`)
     r.controller.abort('SIGTERM')
     t.match(await r.done, { reason: 'SIGTERM' })
   }
   await t.rejects(runPressureDaemon({ cgroup, lockMemory: 'yes' as unknown as boolean }), { code: 'ERR_INVALID_ARG_TYPE' })
+  await t.rejects(runPressureDaemon({ cgroup, lockAllCode: 1 as unknown as boolean }), { code: 'ERR_INVALID_ARG_TYPE', message: /options\.lockAllCode/ })
+  mkdirSync(join(proc.root, 'self'))
+  writeFileSync(join(proc.root, 'self', 'smaps_rollup'), 'Rss:    40960 kB\nLocked:    20480 kB\n')
+  const r = run({ cgroup }, { procRoot: proc.root, lockMemory: () => 64 * MiB })
+  await r.lineCount(1)
+  t.match(r.lines[0], { lockMode: 'onfault', lockedBytes: 64 * MiB, lockedResidentBytes: 20 * MiB }, 'what is locked and in RAM, from smaps_rollup')
+  r.controller.abort('SIGTERM')
+  await r.done
 })
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -1080,4 +1115,270 @@ t.test('below the line, the ranking of the cgroup is reused for a while, not res
   await done
   t.match(lines[1], { event: 'would-kill', source: 'check', victim: { pid: a.pid } })
   t.ok(scansNow <= Math.floor(elapsed / daemon.CANDIDATE_CACHE_MS) + 1, `${scansNow} scans for 8 checks below the line in ${Math.round(elapsed)} ms`)
+})
+
+// ---------------------------------------------------------------------------
+// --kill-cgroup: a whole unit back at once
+
+interface FakeLeaf {
+  pids: number[]
+  /** memory.current in bytes, or its text (absent: no such file). */
+  current?: number | string
+  /** memory.pressure's some avg10 (absent: no such file). */
+  pressure?: number
+  /** Has a cgroup.kill file. */
+  kill?: boolean
+  /** No cgroup.procs file (a group removed meanwhile). */
+  noProcs?: boolean
+}
+
+/** A fake cgroup tree whose leaves are given by their paths under it. */
+function fakeUnits(t: Test, leaves: Record<string, FakeLeaf>): string {
+  const root = mkdtempSync(join(tmpdir(), 'pidfd-reap-units-'))
+  t.teardown(() => rmSync(root, { recursive: true, force: true }))
+  writeFileSync(join(root, 'cgroup.procs'), '')
+  for (const [name, leaf] of Object.entries(leaves)) {
+    const dir = join(root, name)
+    mkdirSync(dir, { recursive: true })
+    if (!leaf.noProcs) writeFileSync(join(dir, 'cgroup.procs'), leaf.pids.map((pid) => `${pid}\n`).join(''))
+    if (leaf.current !== undefined) writeFileSync(join(dir, 'memory.current'), `${leaf.current}\n`)
+    if (leaf.pressure !== undefined) {
+      writeFileSync(join(dir, 'memory.pressure'), `some avg10=${leaf.pressure.toFixed(2)} avg60=0.00 avg300=0.00 total=1\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n`)
+    }
+    if (leaf.kill) writeFileSync(join(dir, 'cgroup.kill'), '')
+  }
+  return root
+}
+
+t.test('units: the leaves that may be killed whole, the one with the most memory (or pressure) first', async (t) => {
+  const proc = fakeProc(t)
+  for (const pid of [101, 102, 103, 104, 105, 106, 107, 109, 110]) proc.add(pid, { pages: pid === 102 ? 512 : 256 })
+  proc.add(105, { adj: -1000 })
+  proc.add(1, {})
+  proc.add(process.pid, {})
+  const cgroup = fakeUnits(t, {
+    'a.slice/web.service': { pids: [101, 102], current: 300 * MiB, pressure: 1.5 },
+    'a.slice/batch.service': { pids: [103], current: 500 * MiB, pressure: 0 },
+    'db.service': { pids: [104] }, // no memory.current: its members' RSS
+    'empty.service': { pids: [] },
+    'init.scope': { pids: [1] },
+    'self.service': { pids: [process.pid, 109] },
+    'never.service': { pids: [105, 110] }, // one member the kernel must never kill: not the unit
+    'sshd.service': { pids: [106] },
+    'gone.service': { pids: [108] }, // its only process exited meanwhile
+    'removed.service': { pids: [], noProcs: true },
+    'odd.service': { pids: [104], current: 'lots' }, // unreadable memory.current: its members' RSS
+    'tie-b.service': { pids: [107], current: 200 * MiB },
+    'tie-a.service': { pids: [109], current: 200 * MiB },
+  })
+  t.same(leafCgroups(join(cgroup, 'db.service')), [join(cgroup, 'db.service')], 'a group with none below is its own leaf')
+  t.equal(leafCgroups(cgroup).length, 13)
+  const names = (units: UnitCandidate[]): string[] => units.map((unit) => unit.cgroup.slice(cgroup.length + 1))
+  const byMemory = listUnits(cgroup, { procRoot: proc.root, protectUnits: ['sshd.service'] })
+  t.same(names(byMemory), ['a.slice/batch.service', 'a.slice/web.service', 'tie-a.service', 'tie-b.service', 'db.service', 'odd.service'], 'ties in path order')
+  t.match(byMemory[1], { memoryBytes: 300 * MiB, pressure: 1.5, members: [{ pid: 102, rssBytes: 512 * PAGE }, { pid: 101 }] }, 'members: largest first')
+  t.match(byMemory[4], { memoryBytes: 256 * PAGE, pressure: null })
+  const byPressure = listUnits(cgroup, { procRoot: proc.root, protectUnits: ['sshd.service'], ranking: 'pressure' })
+  t.same(names(byPressure), ['a.slice/web.service', 'a.slice/batch.service', 'tie-a.service', 'tie-b.service', 'db.service', 'odd.service'])
+  t.same(listUnits(fakeUnits(t, { 'e.service': { pids: [] } })), [], 'the real /proc by default')
+  t.ok(names(listUnits(cgroup, { procRoot: proc.root })).includes('sshd.service'), 'sshd.service is a unit like any other unless protected')
+  t.same(listUnits(cgroup, { procRoot: proc.root, protectUids: [statSync(proc.root).uid] }), [], 'a protected user: no unit with one of its processes')
+  t.same(names(listUnits(cgroup, { procRoot: proc.root, exclude: [] })).includes('self.service'), true, 'exclude replaces the daemon itself')
+  t.throws(() => leafCgroups(join(cgroup, 'nope')), { code: 'ENOENT' }, 'the given cgroup must be there')
+})
+
+t.test('units: a group removed while the tree is walked is skipped; other errors are thrown', async (t) => {
+  const cgroup = fakeUnits(t, { 'a.service': { pids: [] }, 'b.service': { pids: [] } })
+  const fs = await import('node:fs')
+  let failure = 'ENOENT'
+  const { leafCgroups: leaves } = t.mockRequire<typeof import('../../src/daemon-unit')>('../../src/daemon-unit', {
+    'node:fs': {
+      ...fs,
+      readdirSync: ((path: string, options: never) => {
+        if (path === join(cgroup, 'a.service')) throw Object.assign(new Error(failure), { code: failure })
+        return fs.readdirSync(path, options)
+      }) as typeof fs.readdirSync,
+    },
+  })
+  t.same(leaves(cgroup), [join(cgroup, 'b.service')])
+  failure = 'EACCES'
+  t.throws(() => leaves(cgroup), { code: 'EACCES' })
+})
+
+t.test('units: the pick opens a pidfd on each member still there, or takes the next unit', async (t) => {
+  const [a, b, c] = sleepers(t, 3)
+  const proc = fakeProc(t)
+  for (const victim of [a, b, c]) proc.add(victim.pid, {})
+  proc.add(2 ** 22 + 7, {}) // no such process: its pidfd cannot be opened
+  const cgroup = fakeUnits(t, {
+    'first.service': { pids: [2 ** 22 + 7], current: 900 * MiB },
+    'second.service': { pids: [a.pid, b.pid, 2 ** 22 + 7], current: 500 * MiB },
+    'third.service': { pids: [c.pid], current: 100 * MiB },
+  })
+  const units = listUnits(cgroup, { procRoot: proc.root })
+  t.equal(units.length, 3)
+  const picked = pickUnitFrom(units, proc.root)!
+  t.equal(picked.unit.cgroup, join(cgroup, 'second.service'), 'a unit with no member left is passed over')
+  t.same(picked.members.map((m) => m.pidfd.pid).sort(), [a.pid, b.pid].sort(), 'the members still there, each with its pidfd')
+  closeUnit(picked)
+  t.ok(picked.members.every((m) => m.pidfd.closed), 'closeUnit closes them')
+  t.equal(pickUnitFrom(units.slice(0, 1), proc.root), null, 'none left: null')
+})
+
+const fakeMember = (pid: number, closed: number[], signalled: number[] = []) =>
+  ({
+    victim: { pid, comm: `m${pid}`, rssBytes: pid * PAGE },
+    pidfd: {
+      pid,
+      close: () => closed.push(pid),
+      sendSignal: (signal: string) => {
+        if (pid === 22) throw systemError(-3, 'pidfd_send_signal', pid) // gone already
+        if (signal === 'SIGKILL') signalled.push(pid)
+      },
+    },
+  }) as unknown as PickedVictim
+
+t.test('killUnit: cgroup.kill, then every member reaped at once; bytes per member, the time until the memory is back', async (t) => {
+  const cgroup = fakeUnits(t, { 'u.service': { pids: [11, 12, 13], current: 100 * MiB, kill: true } })
+  const leaf = join(cgroup, 'u.service')
+  const unit: UnitCandidate = { cgroup: leaf, memoryBytes: 100 * MiB, pressure: null, members: [] }
+  const closed: number[] = []
+  let running = 0
+  let most = 0
+  const result = await killUnit(
+    { unit, members: [11, 12, 13].map((pid) => fakeMember(pid, closed)) },
+    'memory',
+    async (pidfd, options) => {
+      t.match(options, { chunkBytes: MiB, deadlineMs: 1000 })
+      t.equal(readFileSync(join(leaf, 'cgroup.kill'), 'utf8'), '1', 'cgroup.kill came first')
+      most = Math.max(most, ++running)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      running--
+      if (pidfd.pid === 12) throw systemError(-3, 'pidfd_send_signal', 12)
+      if (pidfd.pid === 13) writeFileSync(join(leaf, 'memory.current'), `${2 * MiB}\n`)
+      return report(pidfd.pid, pidfd.pid * MiB)
+    },
+    { chunkBytes: MiB, deadlineMs: 1000 },
+  )
+  t.equal(most, 3, 'the members are reaped in parallel')
+  t.match(result, {
+    cgroup: leaf,
+    ranking: 'memory',
+    killedBy: 'cgroup.kill',
+    memoryAtKill: 100 * MiB,
+    memoryBackMs: Number,
+    reapedMs: Number,
+    members: [
+      { pid: 11, comm: 'm11', rssBytes: 11 * PAGE, bytesReaped: 11 * MiB, report: { pid: 11 } },
+      { pid: 12, bytesReaped: 0, error: { code: 'ESRCH' } },
+      { pid: 13, bytesReaped: 13 * MiB },
+    ],
+    bytesReaped: 24 * MiB,
+  })
+  t.notOk('report' in result.members[1])
+  t.same(closed.sort(), [11, 12, 13], 'every pidfd closed')
+})
+
+t.test('killUnit: no cgroup.kill (each member by its pidfd), no memory.current, memory not back in time', async (t) => {
+  const cgroup = fakeUnits(t, { 'plain.service': { pids: [21] }, 'slow.service': { pids: [22], current: 50 * MiB }, 'gone.service': { pids: [23], current: 50 * MiB } })
+  const unit = (name: string): UnitCandidate => ({ cgroup: join(cgroup, name), memoryBytes: 0, pressure: null, members: [] })
+  const closed: number[] = []
+  const signalled: number[] = []
+  const plain = await killUnit({ unit: unit('plain.service'), members: [fakeMember(21, closed, signalled), fakeMember(22, closed, signalled)] }, 'pressure', async () => {
+    throw new Error('no code')
+  }, { deadlineMs: 50 })
+  t.same(signalled, [21], 'no cgroup.kill: SIGKILL through each pidfd, a member gone already passed over')
+  t.match(plain, { killedBy: 'pidfd', ranking: 'pressure', memoryAtKill: null, memoryBackMs: null, members: [{ pid: 21, bytesReaped: 0, error: { message: 'no code' } }] })
+  t.notOk('code' in plain.members[0].error!)
+  const stopping = await killUnit({ unit: unit('plain.service'), members: [fakeMember(21, closed)] }, 'memory', () => Promise.reject('SIGTERM'), { deadlineMs: 50 })
+  t.same(stopping.members[0].error, { message: 'SIGTERM' }, 'an abort reason that is no Error: said as it is')
+  t.notOk(existsSync(join(cgroup, 'plain.service', 'cgroup.kill')), 'no cgroup.kill file is made where there is none')
+  const slow = await killUnit({ unit: unit('slow.service'), members: [fakeMember(22, closed)] }, 'memory', async (pidfd) => report(pidfd.pid, MiB), { deadlineMs: 30 })
+  t.match(slow, { memoryAtKill: 50 * MiB, memoryBackMs: null, bytesReaped: MiB }, 'memory.current did not fall by the deadline')
+  const late = await killUnit({ unit: unit('slow.service'), members: [fakeMember(22, closed)] }, 'memory', async (pidfd) => {
+    await new Promise((resolve) => setTimeout(resolve, 60))
+    return report(pidfd.pid, MiB)
+  }, { deadlineMs: 10 })
+  t.ok(late.reapedMs >= 50 && late.memoryBackMs === null, 'past the deadline, the look at the memory waits for the reaping to settle')
+  const gone = await killUnit({ unit: unit('gone.service'), members: [fakeMember(23, closed)] }, 'memory', async (pidfd) => {
+    rmSync(join(cgroup, 'gone.service', 'memory.current'))
+    return report(pidfd.pid, MiB)
+  }, { deadlineMs: 5000 })
+  t.match(gone, { memoryAtKill: 50 * MiB, memoryBackMs: null }, 'the group went away: no time')
+})
+
+t.test('the daemon with killCgroup: kills the unit that matters most, says what each member gave back', async (t) => {
+  const [a, b, c] = sleepers(t, 3)
+  const proc = fakeProc(t, 1000 * MiB, 60 * MiB)
+  proc.add(a.pid, { pages: 1000 })
+  proc.add(b.pid, { pages: 2000 })
+  proc.add(c.pid, { pages: 100 })
+  const cgroup = fakeUnits(t, {
+    'big.service': { pids: [a.pid, b.pid], current: 500 * MiB, pressure: 0 },
+    'small.service': { pids: [c.pid], current: 10 * MiB, pressure: 80 },
+  })
+  const killed: number[] = []
+  const r = run(
+    { cgroup, minAvailableBytes: 100 * MiB, killCgroup: true },
+    {
+      procRoot: proc.root,
+      killAndReap: async (pidfd) => {
+        killed.push(pidfd.pid)
+        return report(pidfd.pid, 30 * MiB)
+      },
+    },
+  )
+  await r.lineCount(1)
+  t.match(r.lines[0], { event: 'start', killCgroup: 'memory' })
+  r.watcher.fire()
+  await r.lineCount(2)
+  t.match(r.lines[1], {
+    event: 'kill',
+    neededBytes: 40 * MiB,
+    victim: { pid: b.pid },
+    unit: { cgroup: join(cgroup, 'big.service'), ranking: 'memory', killedBy: 'pidfd', memoryBytes: 500 * MiB, members: [{ pid: b.pid, bytesReaped: 30 * MiB }, { pid: a.pid, bytesReaped: 30 * MiB }] },
+    bytesReaped: 60 * MiB,
+    decision: 'wait',
+    reason: 'enough memory back',
+  })
+  t.notOk('report' in r.lines[1])
+  t.same(killed.sort(), [a.pid, b.pid].sort(), 'both members of the unit, nobody else')
+  r.controller.abort('SIGTERM')
+  t.match(await r.done, { kills: 1 })
+
+  const dry = run({ cgroup, minAvailableBytes: 100 * MiB, killCgroup: true, killCgroupBy: 'pressure', dryRun: true }, { procRoot: proc.root })
+  await dry.lineCount(1)
+  dry.watcher.fire()
+  await dry.lineCount(2)
+  t.match(dry.lines[1], { event: 'would-kill', victim: { pid: c.pid }, unit: { cgroup: join(cgroup, 'small.service'), ranking: 'pressure', pressure: 80, members: 1 }, reason: 'dry run: nothing killed' })
+  // The ranking is reused for a while (CANDIDATE_CACHE_MS), then made again: the pick stays.
+  dry.watcher.fire()
+  await sleep(1100)
+  dry.watcher.fire()
+  await dry.lineCount(4)
+  t.match(dry.lines.slice(2), [{ event: 'would-kill', unit: { cgroup: join(cgroup, 'small.service') } }, { event: 'would-kill', unit: { cgroup: join(cgroup, 'small.service') } }])
+  dry.controller.abort('SIGTERM')
+  await dry.done
+
+  const none = run({ cgroup, minAvailableBytes: 100 * MiB, killCgroup: true, protectUnits: ['big.service', 'small.service'] }, { procRoot: proc.root })
+  await none.lineCount(1)
+  none.watcher.fire()
+  await none.lineCount(2)
+  t.match(none.lines[1], { event: 'pressure', reason: 'no victim in the cgroup' })
+  none.controller.abort('SIGTERM')
+  await none.done
+
+  const plain = run({ cgroup, minAvailableBytes: 100 * MiB }, { procRoot: proc.root })
+  await plain.lineCount(1)
+  t.notOk('killCgroup' in plain.lines[0], 'without killCgroup the start line does not say it')
+  plain.controller.abort('SIGTERM')
+  await plain.done
+  await t.rejects(
+    runPressureDaemon({ cgroup, killCgroup: true, killCgroupBy: 'size' as 'memory' }, { watch: () => new FakeWatcher() as unknown as DaemonWatcher, lockMemory: () => 0 }),
+    { code: 'ERR_INVALID_ARG_VALUE', message: /options\.killCgroupBy/ },
+  )
+  await t.rejects(
+    runPressureDaemon({ cgroup, killCgroup: 'yes' as unknown as boolean }, { watch: () => new FakeWatcher() as unknown as DaemonWatcher, lockMemory: () => 0 }),
+    { code: 'ERR_INVALID_ARG_TYPE', message: /options\.killCgroup/ },
+  )
 })

@@ -236,6 +236,18 @@ t.test('lockMemory: mlock() of the code in a child (not the test runner); EPERM 
   // node itself is tens of MiB of code; VmLck counts the locked mappings.
   t.ok(asRoot.bytes > 8 * 1024 * 1024, `${asRoot.bytes} bytes of code locked (root: CAP_IPC_LOCK)`)
   t.equal(asRoot.after * 1024, asRoot.bytes, 'VmLck says the same')
+  // onFault: the same mappings (VmLck counts them whole), but only what is
+  // resident stays in RAM (smaps_rollup's Locked), far less than node's code.
+  const onFaultScript = `
+    const api = require(${JSON.stringify(join(shared.dir, 'dist', 'index.js'))})
+    const kb = (file, field) => Number(require('fs').readFileSync(file, 'utf8').split(String.fromCharCode(10)).find((l) => l.startsWith(field + ':')).match(/[0-9]+/)[0])
+    const bytes = api.lockMemory({ onFault: true })
+    console.log(JSON.stringify({ bytes, vmLck: kb('/proc/self/status', 'VmLck'), locked: kb('/proc/self/smaps_rollup', 'Locked') }))
+  `
+  const onFault = JSON.parse(execFileSync('env', ['-i', process.execPath, '-e', onFaultScript], { encoding: 'utf8' }))
+  t.equal(onFault.vmLck * 1024, onFault.bytes, 'onFault: VmLck counts the mappings locked')
+  t.ok(onFault.locked * 1024 < onFault.bytes / 2, `onFault: ${onFault.locked} kB locked in RAM of ${onFault.bytes / 1024} kB of mappings`)
+  t.ok(onFault.locked * 1024 < asRoot.bytes / 2, 'far less in RAM than locking all of the code')
   // As nobody with RLIMIT_MEMLOCK 0: no right to lock at all.
   const refused = execFileSync('prlimit', ['--memlock=0:0', 'env', '-i', process.execPath, '-e', script], { uid: 65534, gid: 65534, cwd: shared.dir, encoding: 'utf8' })
   t.same(JSON.parse(refused), { code: 'EPERM', errno: -1, syscall: 'mlock', message: 'EPERM: operation not permitted, mlock' })
@@ -272,6 +284,9 @@ t.test('lockMemory: the binding\'s error becomes a system error', async (t) => {
     '../../src/binding': { native: Object.create(native, { lockMappedCode: { value: () => -12 } }) },
   })
   t.throws(() => lockMemory(), { code: 'ENOMEM', errno: -12, syscall: 'mlock' })
+  t.throws(() => lockMemory({ onFault: true }), { code: 'ENOMEM', errno: -12, syscall: 'mlock2' })
+  t.throws(() => lockMemory({ onFault: 'yes' as unknown as boolean }), { code: 'ERR_INVALID_ARG_TYPE', message: /options\.onFault/ })
+  t.throws(() => lockMemory(5 as unknown as object), { code: 'ERR_INVALID_ARG_TYPE' })
 })
 
 t.test('readRssBytes', async (t) => {
