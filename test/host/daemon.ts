@@ -366,10 +366,7 @@ t.test('a victim picked again while it is still dying is said to be killed again
 })
 
 t.test('maxKills, failed kills and dry runs', async (t) => {
-  const victims = sleepers(t, 3)
-  const proc = fakeProc(t, 1000 * MiB, 10 * MiB)
-  victims.forEach((v, i) => proc.add(v.pid, { score: 900 - i }))
-  const cgroup = fakeCgroup(t, victims.map((v) => v.pid))
+  const { victims, proc, cgroup } = rankedSleepers(t, 10 * MiB, [900, 899, 898])
   let calls = 0
   const r = run(
     { cgroup, minAvailableBytes: 100 * MiB, maxKills: 2 },
@@ -992,10 +989,7 @@ t.test('a cool-down after a kill: the checks below the line wait for it, then ki
 })
 
 t.test('kills that do not bring memory back: it stops and says why', async (t) => {
-  const victims = sleepers(t, 5)
-  const proc = fakeProc(t, 1000 * MiB, 60 * MiB)
-  victims.forEach((victim, i) => proc.add(victim.pid, { score: 900 - i }))
-  const cgroup = fakeCgroup(t, victims.map((victim) => victim.pid))
+  const { victims, proc, cgroup } = rankedSleepers(t, 60 * MiB, [900, 899, 898, 897, 896])
   let kills = 0
   const r = run(
     { cgroup, minAvailableBytes: 100 * MiB, maxKills: 1, maxUnhelpfulKills: 2 },
