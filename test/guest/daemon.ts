@@ -61,18 +61,7 @@ async function overcommit(t: Test, name: string, daemonArgv: (group: string, min
   const oomKillsBefore = vmstat('oom_kill')
   const oomReportsBefore = oomReports()
 
-  const daemon = spawn(process.execPath, daemonArgv(group, minAvailableMiB), { stdio: ['ignore', 'pipe', 'inherit'] })
-  const daemonExit = new Promise<number | null>((resolve) => daemon.once('exit', (code) => resolve(code)))
-  t.teardown(() => daemon.kill('SIGKILL'))
-  const lines: Record<string, unknown>[] = []
-  await new Promise<void>((resolve, reject) => {
-    daemon.once('exit', (code) => reject(new Error(`the daemon exited at once: ${code}`)))
-    createInterface({ input: daemon.stdout! }).on('line', (line) => {
-      t.comment(`daemon: ${line}`)
-      lines.push(JSON.parse(line))
-      if (lines.length === 1) resolve()
-    })
-  })
+  const { daemon, daemonExit, lines } = await startDaemon(t, daemonArgv(group, minAvailableMiB))
 
   const workload = await Promise.all(Array.from({ length: growers }, () => startGrower({ cgroup: group, stepMiB: 16, intervalMs: 20, maxMiB: eachMiB })))
   t.teardown(() => Promise.all(workload.map(async (g) => (g.child.kill('SIGKILL'), await g.gone))))
@@ -117,6 +106,27 @@ async function overcommit(t: Test, name: string, daemonArgv: (group: string, min
 // Each overcommits the whole guest: minutes under TCG.
 t.setTimeout(15 * 60_000)
 
+
+/**
+ * Starts node ARGV and resolves once it printed its first (start) line;
+ * every JSON line lands in `lines`, logged, and goes to `onLine`.
+ */
+async function startDaemon(t: Test, argv: string[], onLine: (line: Record<string, unknown>) => void = () => {}) {
+  const daemon = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'inherit'] })
+  const daemonExit = new Promise<number | null>((resolve) => daemon.once('exit', (code) => resolve(code)))
+  t.teardown(() => daemon.kill('SIGKILL'))
+  const lines: Record<string, unknown>[] = []
+  await new Promise<void>((resolve, reject) => {
+    daemon.once('exit', (code) => reject(new Error(`the daemon exited at once: ${code}`)))
+    createInterface({ input: daemon.stdout! }).on('line', (line) => {
+      t.comment(`daemon: ${line}`)
+      lines.push(JSON.parse(line))
+      if (lines.length === 1) resolve()
+      onLine(lines.at(-1)!)
+    })
+  })
+  return { daemon, daemonExit, lines }
+}
 t.test('npx pidfd-reap daemon keeps the guest out of the OOM killer', { skip }, (t) =>
   overcommit(t, 'cli', (group, min) => [BIN, 'daemon', '--cgroup', group, '--stall', '100ms', '--window', '1s', '--min-available', `${min}M`, '--max-kills', '2', '--deadline', '5s']),
 )
@@ -140,25 +150,13 @@ t.test('a PSI event wakes the daemon: a cgroup held at its memory.high, --cgroup
   writeFileSync(join(group, 'memory.max'), `${8 * highMiB * MiB}`)
   const oomKillsBefore = vmstat('oom_kill')
 
-  const daemon = spawn(
-    process.execPath,
-    [BIN, 'daemon', '--cgroup', group, '--cgroup-pressure', '--no-poll', '--stall', '100ms', '--window', '1s', '--max-kills', '1', '--deadline', '5s'],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  )
-  const daemonExit = new Promise<number | null>((resolve) => daemon.once('exit', (code) => resolve(code)))
-  t.teardown(() => daemon.kill('SIGKILL'))
-  const lines: Record<string, unknown>[] = []
   let sawKill!: () => void
   const killed = new Promise<void>((resolve) => (sawKill = resolve))
-  await new Promise<void>((resolve, reject) => {
-    daemon.once('exit', (code) => reject(new Error(`the daemon exited at once: ${code}`)))
-    createInterface({ input: daemon.stdout! }).on('line', (line) => {
-      t.comment(`daemon: ${line}`)
-      lines.push(JSON.parse(line))
-      if (lines.length === 1) resolve()
-      if (lines.at(-1)!.event === 'kill') sawKill()
-    })
-  })
+  const { daemon, daemonExit, lines } = await startDaemon(
+    t,
+    [BIN, 'daemon', '--cgroup', group, '--cgroup-pressure', '--no-poll', '--stall', '100ms', '--window', '1s', '--max-kills', '1', '--deadline', '5s'],
+    (line) => line.event === 'kill' && sawKill(),
+  )
   t.match(lines[0], { event: 'start', path: pressure(group), poll: false }, 'it watches the group\'s memory.pressure, and nothing else')
 
   const grower = await startGrower({ cgroup: group, stepMiB: 4, intervalMs: 20, maxMiB: 4 * highMiB })
